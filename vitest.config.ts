@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// Real-qemu tests are slow under TCG on 2 cores: generous timeouts, and files run one at a time
+// so two suites never fight over the CPUs and skew each other's watchdogs.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 300_000,
+    hookTimeout: 600_000,
+    fileParallelism: false,
+    reporters: ['default'],
+  },
+});
