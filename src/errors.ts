@@ -1,0 +1,53 @@
+// One rich error type for everything the engine reports: a stable code, plus whatever context is
+// known (job, step, argv, exit code, signal, stderr tail). Callers match on `code`, never on text.
+
+export type ErrorCode =
+  | 'JR_E_CONFIG'        // bad configuration or command-line option
+  | 'JR_E_USAGE'         // wrong command-line usage
+  | 'JR_E_INPUT'         // a job image or name we refuse (rejected)
+  | 'JR_E_BASE_IMAGE'    // base image missing, incomplete or corrupt
+  | 'JR_E_PROCESS'       // an external program failed
+  | 'JR_E_BOOT'          // the guest never showed a sign of life
+  | 'JR_E_TIMEOUT'       // the job ran past its wall-clock limit
+  | 'JR_E_BAD_IMAGE'     // the guest could not mount the job image
+  | 'JR_E_GUEST'         // the guest ended without reporting an exit status
+  | 'JR_E_PUBLISH'       // writing a result failed (disk full, verify failed)
+  | 'JR_E_XZ'            // compression / decompression failed or exceeded a cap
+  | 'JR_E_PERMISSION'    // needs root (or another privilege) we do not have
+  | 'JR_E_JOOT'          // joot environment errors
+  | 'JR_E_INTERNAL';     // a bug
+
+export interface ErrorContext {
+  jobId?: string;
+  step?: string;
+  argv?: string[];
+  exitCode?: number | null;
+  signal?: string | null;
+  timedOut?: boolean;
+  durationMs?: number;
+  stderrTail?: string;
+  cause?: unknown;
+}
+
+/** An error with a stable JR_E_* code and the context needed to explain it to an operator. */
+export class JrError extends Error {
+  readonly code: ErrorCode;
+  readonly context: ErrorContext;
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}) {
+    super(message, context.cause === undefined ? undefined : { cause: context.cause });
+    this.name = 'JrError';
+    this.code = code;
+    this.context = context;
+  }
+}
+
+/** True when `e` is a JrError, optionally with the given code. */
+export function isJrError(e: unknown, code?: ErrorCode): e is JrError {
+  return e instanceof JrError && (code === undefined || e.code === code);
+}
+
+/** A one-line message for any thrown value. */
+export function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

@@ -1,0 +1,102 @@
+// The one process adapter: every external program is started through here (execa is imported
+// nowhere else). Argument vectors only, never a shell string.
+import { execa, type ResultPromise, type Options } from 'execa';
+import { JrError, type ErrorCode } from './errors.js';
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  /** Replace the environment instead of extending it. */
+  cleanEnv?: boolean;
+  input?: string | Buffer;
+  timeoutMs?: number;
+  /** Error code used when the program fails (default JR_E_PROCESS). */
+  errorCode?: ErrorCode;
+  /** Do not throw on a non-zero exit; return it. */
+  reject?: boolean;
+  /** Let the child inherit our stdio (for interactive programs such as a chroot shell). */
+  inherit?: boolean;
+  maxBuffer?: number;
+}
+
+/** The last `n` characters of s, for error messages. */
+export function tail(s: string, n = 2000): string {
+  return s.length <= n ? s : '…' + s.slice(s.length - n);
+}
+
+/** Run a program to completion and collect its output; throws JrError on failure unless reject:false. */
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const started = Date.now();
+  const o: Options = {
+    cwd: opts.cwd,
+    env: opts.env,
+    extendEnv: !opts.cleanEnv,
+    input: opts.input,
+    timeout: opts.timeoutMs,
+    reject: false,
+    stripFinalNewline: false,
+    maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
+    ...(opts.inherit ? { stdio: 'inherit' as const } : {}),
+  };
+  const r = await execa(file, args, o);
+  const stdout = typeof r.stdout === 'string' ? r.stdout : '';
+  const stderr = typeof r.stderr === 'string' ? r.stderr : '';
+  const exitCode = typeof r.exitCode === 'number' ? r.exitCode : -1;
+  const failed = r.failed || exitCode !== 0;
+  if (failed && opts.reject !== false) {
+    const why = r.timedOut ? `timed out after ${opts.timeoutMs} ms`
+      : r.signal ? `was killed by ${r.signal}`
+      : exitCode === -1 ? `could not be started (${r.code ?? r.shortMessage})`
+      : `exited with ${exitCode}`;
+    const detail = tail(stderr.trim() || stdout.trim(), 600);
+    throw new JrError(opts.errorCode ?? 'JR_E_PROCESS', `${file} ${why}${detail ? `: ${detail}` : ''}`, {
+      argv: [file, ...args], exitCode: r.exitCode ?? null, signal: r.signal ?? null,
+      timedOut: r.timedOut, durationMs: Date.now() - started, stderrTail: tail(stderr), cause: r.cause,
+    });
+  }
+  return { stdout, stderr, exitCode };
+}
+
+export interface SpawnOptions {
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  cleanEnv?: boolean;
+  /** stdin: 'ignore' (default) or 'pipe'. */
+  stdin?: 'ignore' | 'pipe';
+  /** stderr: 'pipe' (default) merges nothing; 'stdout' sends it into the stdout pipe. */
+  stderr?: 'pipe' | 'stdout' | 'ignore';
+  /** Put the child in its own process group (so a group kill reaches its children). */
+  detached?: boolean;
+}
+
+/** A long-running child with streaming stdout; the caller owns waiting and killing. */
+export type Child = ResultPromise;
+
+/** Start a long-running program with piped stdout (not buffered in memory). */
+export function spawn(file: string, args: readonly string[], opts: SpawnOptions = {}): Child {
+  return execa(file, args, {
+    cwd: opts.cwd,
+    env: opts.env,
+    extendEnv: !opts.cleanEnv,
+    stdin: opts.stdin ?? 'ignore',
+    stdout: 'pipe',
+    stderr: opts.stderr === 'stdout' ? 'pipe' : (opts.stderr ?? 'pipe'),
+    all: opts.stderr === 'stdout',
+    buffer: false,
+    reject: false,
+    detached: opts.detached ?? false,
+    cleanup: true,
+  });
+}
+
+/** True when an executable named `name` is on PATH. */
+export async function which(name: string): Promise<string | null> {
+  const r = await run('sh', ['-c', 'command -v "$1"', 'sh', name], { reject: false });
+  return r.exitCode === 0 ? r.stdout.trim() : null;
+}
