@@ -1,0 +1,146 @@
+// Runs one qemu process to its end: streams the console through a capped log and the marker
+// parser, and enforces two watchdogs: boot (no `start` marker in time) and wall clock.
+// Killing is TERM, then KILL after a grace period; the reason is recorded in the outcome.
+import { spawn, type Child } from '../proc.js';
+import { ConsoleLog } from './console.js';
+import { MarkerParser, type MarkerEvent } from './markers.js';
+import { qemuArgs, type VmSpec } from './qemu-args.js';
+
+export interface LaunchOptions {
+  qemuBinary: string;
+  spec: VmSpec;
+  nonce: string;
+  bootTimeoutMs: number;
+  timeoutMs: number;
+  killGraceMs: number;
+  /** Where the console log goes (null: not kept). */
+  logPath: string | null;
+  logCap: number;
+  /** Directory for qemu's temporary files (the root disk's snapshot overlay lands here via TMPDIR). */
+  tmpDir: string;
+  /** Run qemu as this user/group instead of ours (needs root). */
+  runAs?: { uid: number; gid: number };
+  onConsole?: (chunk: Buffer) => void;
+  onEvent?: (ev: MarkerEvent) => void;
+  /** Called once qemu is running, with its pid (the service records it in the lease). */
+  onSpawn?: (pid: number) => void;
+  /** Aborting kills the VM (TERM, then KILL) and ends with `aborted`. */
+  signal?: AbortSignal;
+}
+
+export type VmEnd = 'exited' | 'bad-image' | 'boot-failed' | 'timeout' | 'aborted' | 'crashed';
+
+export interface VmOutcome {
+  end: VmEnd;
+  /** The job's exit status when `end` is 'exited'. */
+  exitCode: number | null;
+  /** True when construir reported the job disk unmounted and synced. */
+  clean: boolean;
+  reason: string;
+  /** ms from spawn to the `start` marker (null: never started). */
+  bootMs: number | null;
+  totalMs: number;
+  consoleBytes: number;
+  consoleTruncated: boolean;
+  lastLine: string;
+  sawOutput: boolean;
+  qemuExitCode: number | null;
+  qemuSignal: string | null;
+  stderrTail: string;
+  argv: string[];
+}
+
+/** The argv actually executed: qemu, wrapped in setpriv so it dies with us and (optionally) drops to runAs. */
+export function launchArgv(opts: Pick<LaunchOptions, 'qemuBinary' | 'spec' | 'runAs'>): string[] {
+  const wrap = ['setpriv', '--pdeathsig', 'KILL'];
+  if (opts.runAs) {
+    wrap.push(`--reuid=${opts.runAs.uid}`, `--regid=${opts.runAs.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs');
+  }
+  return [...wrap, '--', opts.qemuBinary, ...qemuArgs(opts.spec)];
+}
+
+/** Boot the VM described by opts.spec and wait for it to end; never throws for guest behaviour. */
+export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
+  const argv = launchArgv(opts);
+  const started = Date.now();
+  const log = new ConsoleLog(opts.logPath, opts.logCap);
+  const parser = new MarkerParser(opts.nonce);
+  let bootMs: number | null = null;
+  let exitCode: number | null = null;
+  let clean = false;
+  let badImage: string | null = null;
+  let initramfsFailure: string | null = null;
+  let killedFor: { end: VmEnd; reason: string } | null = null;
+  let stderr = '';
+  let sawOutput = false;
+
+  const child: Child = spawn(argv[0]!, argv.slice(1), {
+    env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe',
+  });
+  if (child.pid) opts.onSpawn?.(child.pid);
+
+  let killTimer: NodeJS.Timeout | undefined;
+  const kill = (end: VmEnd, reason: string): void => {
+    if (killedFor || child.exitCode !== null) return;
+    killedFor = { end, reason };
+    child.kill('SIGTERM');
+    killTimer = setTimeout(() => child.kill('SIGKILL'), opts.killGraceMs);
+  };
+  const bootTimer = setTimeout(() => kill('boot-failed',
+    `no sign of life from the guest within ${Math.round(opts.bootTimeoutMs / 1000)}s`), opts.bootTimeoutMs);
+  const termTimer = setTimeout(() => kill('timeout', `the job ran past its ${Math.round(opts.timeoutMs / 1000)}s limit`), opts.timeoutMs);
+  const onAbort = (): void => kill('aborted', 'stopped by the service (shutdown)');
+  if (opts.signal?.aborted) onAbort();
+  opts.signal?.addEventListener('abort', onAbort);
+
+  child.stdout?.on('data', (chunk: Buffer) => {
+    sawOutput = true;
+    log.write(chunk);
+    opts.onConsole?.(chunk);
+    for (const ev of parser.feed(chunk)) {
+      opts.onEvent?.(ev);
+      if (ev.kind === 'start' && bootMs === null) { bootMs = Date.now() - started; clearTimeout(bootTimer); }
+      else if (ev.kind === 'exit' && exitCode === null) exitCode = ev.code;
+      else if (ev.kind === 'end') clean = true;
+      else if (ev.kind === 'bad-image') badImage = ev.reason;
+      else if (ev.kind === 'initramfs-failed') initramfsFailure = ev.reason;
+    }
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+  });
+
+  const result = await child;
+  clearTimeout(bootTimer); clearTimeout(termTimer); clearTimeout(killTimer);
+  opts.signal?.removeEventListener('abort', onAbort);
+  await log.close();
+
+  const base = {
+    bootMs, totalMs: Date.now() - started, consoleBytes: log.written + log.dropped,
+    consoleTruncated: log.truncated, lastLine: parser.lastLine, sawOutput,
+    qemuExitCode: typeof result.exitCode === 'number' ? result.exitCode : null,
+    qemuSignal: result.signal ?? null, stderrTail: stderr.trim(), argv,
+  };
+  const k = killedFor as { end: VmEnd; reason: string } | null;
+  // A timeout or abort wins even over an exit marker seen just before: the image may be mid-write.
+  if (k && k.end !== 'boot-failed') return { ...base, end: k.end, exitCode: null, clean: false, reason: k.reason };
+  if (exitCode !== null) {
+    return { ...base, end: 'exited', exitCode, clean,
+      reason: exitCode === 0 ? 'the job succeeded' : `the job exited with status ${exitCode}` };
+  }
+  if (badImage !== null) {
+    return { ...base, end: 'bad-image', exitCode: null, clean: false,
+      reason: `the guest could not use the job image (${badImage}): not a mountable ext2/3/4 filesystem` };
+  }
+  if (k) return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: k.reason };
+  if (initramfsFailure !== null) {
+    return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: `the guest failed to boot: ${initramfsFailure}` };
+  }
+  if (bootMs === null) {
+    const why = base.stderrTail ? `qemu failed: ${base.stderrTail.split('\n').slice(-3).join(' | ')}`
+      : `qemu ended (exit ${base.qemuExitCode ?? base.qemuSignal}) before the guest started`;
+    return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: why };
+  }
+  return { ...base, end: 'crashed', exitCode: null, clean: false,
+    reason: `the guest stopped without reporting an exit status (qemu exit ${base.qemuExitCode ?? base.qemuSignal}); last console line: ${parser.lastLine || '(none)'}` };
+}

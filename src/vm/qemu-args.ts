@@ -1,0 +1,96 @@
+// The qemu command line as data: one small pure function per group of flags, each returning
+// string[]. Never a shell string. Snapshot-tested in test/unit/vm/qemu-args.test.ts.
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface VmSpec {
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+  kernel: string;
+  initrd: string;
+  /** Base root filesystem: opened read-only in effect (snapshot=on; writes go to a temp overlay). */
+  rootImage: string;
+  /** The job image: the only writable disk. Always a service-made path. */
+  jobImage: string;
+  /** Kernel command line words, already including the marker nonce. */
+  cmdline: string[];
+  network: 'off' | 'user';
+  /** Seccomp sandbox (-sandbox on with the deny options). */
+  sandbox: boolean;
+}
+
+/** qemu splits -drive/-blockdev option strings on commas; a literal comma is written as two. */
+export function escapeOptValue(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+/** No default devices, no config files, no display, no monitor: only what we add below exists. */
+export function baseArgs(): string[] {
+  return ['-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-no-reboot'];
+}
+
+/** Machine type, accelerator, CPU model, memory and vCPUs. */
+export function machineArgs(spec: Pick<VmSpec, 'accel' | 'memoryMiB' | 'cpus'>): string[] {
+  return [
+    '-machine', `pc,accel=${spec.accel}`,
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-m', String(spec.memoryMiB),
+    '-smp', String(spec.cpus),
+  ];
+}
+
+/** Direct kernel boot with the base image's kernel and initrd. */
+export function bootArgs(spec: Pick<VmSpec, 'kernel' | 'initrd' | 'cmdline'>): string[] {
+  return ['-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.cmdline.join(' ')];
+}
+
+/**
+ * Root disk first (vda), job disk second (vdb). Both format=raw so qemu never probes a format
+ * from untrusted bytes; the job disk reports write errors to the guest instead of pausing, and
+ * passes discards through so trimmed space becomes holes in the host file.
+ */
+export function diskArgs(spec: Pick<VmSpec, 'rootImage' | 'jobImage'>): string[] {
+  return [
+    '-drive', `file=${escapeOptValue(spec.rootImage)},format=raw,if=virtio,snapshot=on,werror=report,rerror=report`,
+    '-drive', `file=${escapeOptValue(spec.jobImage)},format=raw,if=virtio,discard=unmap,werror=report,rerror=report`,
+  ];
+}
+
+/** The serial console on qemu's stdout (the host reads it through a pipe). */
+export function consoleArgs(): string[] {
+  return ['-chardev', 'stdio,id=console,signal=off', '-serial', 'chardev:console'];
+}
+
+/** No NIC unless asked; 'user' is qemu's user-mode NAT (no host privileges needed). */
+export function networkArgs(spec: Pick<VmSpec, 'network'>): string[] {
+  if (spec.network === 'off') return ['-nic', 'none'];
+  return ['-nic', 'user,model=virtio-net-pci'];
+}
+
+/** Seccomp: deny what a VM never needs (obsolete syscalls, privilege changes, spawning, resource games). */
+export function sandboxArgs(spec: Pick<VmSpec, 'sandbox'>): string[] {
+  if (!spec.sandbox) return [];
+  return ['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny'];
+}
+
+/** The whole argv (without the qemu binary itself). */
+export function qemuArgs(spec: VmSpec): string[] {
+  return [
+    ...baseArgs(),
+    ...machineArgs(spec),
+    ...bootArgs(spec),
+    ...diskArgs(spec),
+    ...consoleArgs(),
+    ...networkArgs(spec),
+    ...sandboxArgs(spec),
+  ];
+}
+
+/** Kernel command line for a job boot; `init` selects construir as PID 1 or a full systemd boot. */
+export function kernelCmdline(opts: { nonce: string; init: 'construir' | 'systemd' }): string[] {
+  const words = ['console=ttyS0', 'quiet', 'panic=-1', 'root=/dev/vda', 'rw', `construir.nonce=${opts.nonce}`];
+  if (opts.init === 'systemd') words.push('init=/lib/systemd/systemd', 'construir.mode=systemd');
+  else words.push('init=/usr/sbin/construir');
+  return words;
+}
