@@ -1,0 +1,20 @@
+# Sourced by ./jobrunner and scripts/*: make sure npm deps are installed and dist/ is current.
+# Serialised with flock so two commands started together do not build over each other.
+ensure_built() {
+  local root=$1
+  command -v node >/dev/null || { echo "jobrunner: Node.js 20 is required (node not found)" >&2; exit 125; }
+  (
+    flock 9
+    cd "$root"
+    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+      echo "jobrunner: installing npm dependencies (npm ci)..." >&2
+      npm ci --no-audit --no-fund --loglevel=error >&2 || { echo "jobrunner: npm ci failed" >&2; exit 125; }
+    fi
+    if [ ! -f dist/.build-stamp ] || [ -n "$(find src tsconfig.json package.json -newer dist/.build-stamp -print -quit)" ]; then
+      echo "jobrunner: building (tsc)..." >&2
+      rm -rf dist
+      npx --no-install tsc -p tsconfig.json >&2 || { echo "jobrunner: build failed" >&2; exit 125; }
+      touch dist/.build-stamp
+    fi
+  ) 9>"$root/.build.lock"
+}

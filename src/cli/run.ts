@@ -1,0 +1,88 @@
+// `jobrunner run IMAGE`: boot one job now, in the foreground, the way the service would.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { loadSettings, settingsHelp, type SettingKey } from '../config.js';
+import { JrError, isJrError } from '../errors.js';
+import { loadBaseImage } from '../image/base.js';
+import { checkJobImage } from '../job/validate.js';
+import { AccelState, runJobVm } from '../job/vm-run.js';
+import { EXIT, exitCodeFor } from '../job/exit-codes.js';
+import { formatDuration } from '../units.js';
+
+const KEYS: SettingKey[] = ['timeout', 'baseImage', 'baseImageDir', 'memory', 'cpus', 'accel', 'network', 'init',
+  'bootTimeout', 'killGrace', 'logCap', 'maxImageSize', 'qemu', 'sandbox'];
+
+export const RUN_HELP = `Usage: jobrunner run IMAGE [options]
+
+Boots one job image now, in the foreground, exactly as the service would: the base image's root
+disk in snapshot mode, IMAGE as the writable second disk, /job/bin/construir run as root. The
+guest console streams to stdout. IMAGE is modified in place (results land in it, e.g. /job/output/;
+pull them out with scripts/extract IMAGE OUTDIR).
+
+Options:
+  --base NAME                 alias of --base-image
+  --log FILE                  also keep the console log in FILE
+  --quiet                     do not stream the console; print only the summary
+${settingsHelp(KEYS)}
+  -h, --help                  this help
+
+Exit status:
+  0-255  the job's own exit status (/job/bin/construir missing or not executable: 127)
+  ${EXIT.bootFailed}    the guest did not boot (no sign of life within --boot-timeout, or qemu failed)
+  ${EXIT.badImage}    bad job image (refused before boot, or the guest could not mount it)
+  ${EXIT.crashed}    the guest stopped without reporting the job's exit status
+  ${EXIT.timeout}    the job ran past --timeout and was killed
+  ${EXIT.runnerError}    jobrunner error (bad option, base image missing, ...)
+  ${EXIT.interrupted}    interrupted by SIGINT/SIGTERM
+`;
+
+/** Entry point of `jobrunner run`; returns the process exit code. */
+export async function runMainCmd(argv: string[]): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) { process.stdout.write(RUN_HELP); return 0; }
+  let logPath: string | null = null;
+  let quiet = false;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--base') rest.push('--base-image');
+    else if (a.startsWith('--base=')) rest.push(`--base-image=${a.slice(7)}`);
+    else if (a === '--log') { logPath = argv[++i] ?? null; if (!logPath) throw new JrError('JR_E_USAGE', 'Expected --log to be followed by a file name'); }
+    else if (a === '--quiet') quiet = true;
+    else rest.push(a);
+  }
+  const { settings, rest: words } = loadSettings(rest, process.env, KEYS);
+  if (words.length !== 1) throw new JrError('JR_E_USAGE', `Expected exactly one IMAGE, got ${words.length} (see jobrunner run --help)`);
+  const image = path.resolve(words[0]!);
+  try {
+    await checkJobImage(image, settings.maxImageSize);
+  } catch (e) {
+    if (isJrError(e, 'JR_E_INPUT')) { process.stderr.write(`jobrunner run: ${image}: ${e.message}\n`); return EXIT.badImage; }
+    throw e;
+  }
+  const base = await loadBaseImage(settings.baseImageDir, settings.baseImage);
+  const accel = new AccelState(settings.accel);
+  const choice = await accel.get();
+  if (choice.degraded) process.stderr.write(`jobrunner run: WARNING: ${choice.reason}\n`);
+
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const tmpDir = await mkdtemp(path.join(os.tmpdir(), 'jobrunner-run-'));
+  try {
+    const out = await runJobVm({
+      image, base, settings, logPath, tmpDir, signal: abort.signal,
+      onConsole: quiet ? undefined : (chunk) => { process.stdout.write(chunk); },
+    }, accel);
+    const code = exitCodeFor(out.end, out.exitCode);
+    const boot = out.bootMs === null ? 'never booted' : `boot ${formatDuration(out.bootMs)}`;
+    process.stderr.write(`jobrunner run: ${out.reason} (${boot}, total ${formatDuration(out.totalMs)}, ${out.accel}` +
+      `${out.consoleTruncated ? ', console log truncated' : ''}); exit ${code}\n`);
+    return code;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await rm(tmpDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,81 @@
+// Boot one job image in a VM: the part of the lifecycle shared by `jobrunner run` and the service.
+// Chooses the accelerator, builds the spec, launches, and falls back from KVM to TCG once when a
+// KVM guest shows no sign of life (a /dev/kvm that hangs guests is a known failure mode).
+import { randomBytes } from 'node:crypto';
+import type { BaseImage } from '../image/base.js';
+import { launchVm, type LaunchOptions, type VmOutcome } from '../vm/launch.js';
+import { chooseAccel, probeKvm, type AccelRequest, type AccelChoice } from '../vm/accel.js';
+import { kernelCmdline, type Accel } from '../vm/qemu-args.js';
+
+export interface VmRunSettings {
+  qemu: string;
+  accel: AccelRequest;
+  memory: number;
+  cpus: number;
+  network: 'off' | 'user';
+  init: 'construir' | 'systemd';
+  timeout: number;
+  bootTimeout: number;
+  killGrace: number;
+  logCap: number;
+  sandbox: boolean;
+}
+
+export interface VmRunRequest {
+  image: string;
+  base: BaseImage;
+  settings: VmRunSettings;
+  logPath: string | null;
+  tmpDir: string;
+  runAs?: { uid: number; gid: number };
+  onConsole?: LaunchOptions['onConsole'];
+  onSpawn?: LaunchOptions['onSpawn'];
+  signal?: AbortSignal;
+  /** Initrd override (benchmarks compare ours with Debian's stock initrd). */
+  initrd?: string;
+}
+
+export type VmRunOutcome = VmOutcome & { accel: Accel; accelReason: string };
+
+/** Remembers, per process, that KVM hung a guest so later jobs go straight to TCG. */
+export class AccelState {
+  private choice: AccelChoice | null = null;
+  constructor(private readonly request: AccelRequest) {}
+
+  async get(): Promise<AccelChoice> {
+    this.choice ??= chooseAccel(this.request, await probeKvm());
+    return this.choice;
+  }
+
+  markKvmBroken(): void {
+    this.choice = { accel: 'tcg', reason: 'KVM hung a guest at boot (no console output); using TCG from now on', degraded: true };
+  }
+}
+
+/** Run the job image in a fresh VM until it ends; the outcome says how it ended and why. */
+export async function runJobVm(req: VmRunRequest, accel: AccelState): Promise<VmRunOutcome> {
+  const choice = await accel.get();
+  const out = await launchOnce(req, choice.accel);
+  if (choice.accel === 'kvm' && out.end === 'boot-failed' && !out.sawOutput && req.settings.accel === 'auto') {
+    accel.markKvmBroken();
+    const retry = await launchOnce(req, 'tcg');
+    return { ...retry, accel: 'tcg', accelReason: (await accel.get()).reason };
+  }
+  return { ...out, accel: choice.accel, accelReason: choice.reason };
+}
+
+function launchOnce(req: VmRunRequest, accel: Accel): Promise<VmOutcome> {
+  const s = req.settings;
+  const nonce = randomBytes(12).toString('hex');
+  return launchVm({
+    qemuBinary: s.qemu,
+    spec: {
+      accel, memoryMiB: Math.floor(s.memory / (1024 * 1024)), cpus: s.cpus,
+      kernel: req.base.kernel, initrd: req.initrd ?? req.base.initrd, rootImage: req.base.root, jobImage: req.image,
+      cmdline: kernelCmdline({ nonce, init: s.init }), network: s.network, sandbox: s.sandbox,
+    },
+    nonce, bootTimeoutMs: s.bootTimeout, timeoutMs: s.timeout, killGraceMs: s.killGrace,
+    logPath: req.logPath, logCap: s.logCap, tmpDir: req.tmpDir, runAs: req.runAs,
+    onConsole: req.onConsole, onSpawn: req.onSpawn, signal: req.signal,
+  });
+}
