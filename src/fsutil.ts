@@ -1,0 +1,36 @@
+// Small durable-filesystem helpers: fsync of files and directories, atomic JSON writes,
+// sparse copies. Used by the spool (claim, lease, publish).
+import { open, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { run } from './proc.js';
+
+/** fsync a file or directory by path. */
+export async function fsyncPath(p: string): Promise<void> {
+  const fh = await open(p, 'r');
+  try { await fh.sync(); } finally { await fh.close(); }
+}
+
+/** Write `data` to `file` atomically: temp name in the same directory, fsync, rename, fsync dir. */
+export async function writeFileAtomic(file: string, data: string | Buffer): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  try {
+    await writeFile(tmp, data, { mode: 0o644 });
+    await fsyncPath(tmp);
+    await rename(tmp, file);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  await fsyncPath(path.dirname(file));
+}
+
+/** Copy a (possibly sparse) file keeping its holes: cp --sparse=always, reflink when possible. */
+export async function copySparse(src: string, dst: string): Promise<void> {
+  await run('cp', ['--sparse=always', '--reflink=auto', '--no-dereference', '--', src, dst]);
+}
+
+/** True when pid names a live process. */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}

@@ -1,0 +1,115 @@
+// Claims: a queued file is moved by one atomic rename into queue/.running/<id>/, a directory named
+// by the service; the lease beside it records who runs it and how often it was tried. Start-up
+// recovery turns stale claims (a crashed service) back into runnable jobs.
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fsyncPath, pidAlive, writeFileAtomic } from '../fsutil.js';
+import type { Submission } from './names.js';
+
+export interface Lease {
+  id: string;
+  /** Result name (from the submitted file name). */
+  name: string;
+  /** The file name as submitted (may be hostile: shown, never executed). */
+  submitted: string;
+  base: string | null;
+  compressed: boolean;
+  /** 1 for the first run; +1 for every run a crashed service left unfinished. */
+  attempt: number;
+  servicePid: number;
+  qemuPid: number | null;
+  submittedAt: string;
+  claimedAt: string;
+  startedAt: string | null;
+  /** Set when a shutdown stopped the run on purpose: that run does not count as an attempt. */
+  requeued?: boolean;
+}
+
+export interface Claim {
+  dir: string;
+  lease: Lease;
+  /** The submitted file, untouched: reruns and rejections start from it. */
+  input: string;
+}
+
+export const RUNNING = '.running';
+
+/** Directory of a claim; all of a job's files live there until it is published. */
+export function claimPaths(dir: string): { lease: string; work: string; log: string; tmp: string } {
+  return { lease: path.join(dir, 'lease.json'), work: path.join(dir, 'work.img'), log: path.join(dir, 'console.log'), tmp: path.join(dir, 'tmp') };
+}
+
+/** Input file name inside a claim directory. */
+export function inputName(compressed: boolean): string {
+  return compressed ? 'input.img.xz' : 'input.img';
+}
+
+export async function writeLease(dir: string, lease: Lease): Promise<void> {
+  await writeFileAtomic(claimPaths(dir).lease, JSON.stringify(lease, null, 2) + '\n');
+}
+
+/**
+ * Claim queue/<file>: write the lease first, then rename the file in. A crash between the two
+ * leaves a lease without input, which recovery deletes (the file is still queued). Returns null
+ * when the file vanished (claimed or removed by someone else).
+ */
+export async function claim(queueDir: string, sub: Submission, mtime: Date): Promise<Claim | null> {
+  const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  const dir = path.join(queueDir, RUNNING, id);
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const lease: Lease = {
+    id, name: sub.name, submitted: sub.file, base: sub.base, compressed: sub.compressed, attempt: 1,
+    servicePid: process.pid, qemuPid: null, submittedAt: mtime.toISOString(), claimedAt: new Date().toISOString(), startedAt: null,
+  };
+  await writeLease(dir, lease);
+  const input = path.join(dir, inputName(sub.compressed));
+  try {
+    await rename(path.join(queueDir, sub.file), input);
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  await fsyncPath(queueDir);
+  await fsyncPath(path.join(queueDir, RUNNING));
+  return { dir, lease, input };
+}
+
+export interface StaleClaim {
+  claim: Claim | null;
+  dir: string;
+  /** qemu process of the dead service still running for this claim, if any. */
+  orphanQemu: number | null;
+}
+
+/** List claims in queue/.running (at start-up, all of them are stale: we hold the spool lock). */
+export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
+  const root = path.join(queueDir, RUNNING);
+  const out: StaleClaim[] = [];
+  for (const id of await readdir(root).catch(() => [] as string[])) {
+    const dir = path.join(root, id);
+    let lease: Lease | null = null;
+    try { lease = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8')) as Lease; } catch { lease = null; }
+    if (!lease) { out.push({ claim: null, dir, orphanQemu: null }); continue; }
+    const input = path.join(dir, inputName(lease.compressed));
+    const has = await lstat(input).then((s) => s.isFile(), () => false);
+    const orphan = lease.qemuPid && pidAlive(lease.qemuPid) && await cmdlineMentions(lease.qemuPid, dir) ? lease.qemuPid : null;
+    out.push({ claim: has ? { dir, lease, input } : null, dir, orphanQemu: orphan });
+  }
+  return out;
+}
+
+/** True when /proc/<pid>/cmdline contains `needle` (so we only kill the qemu that used this claim). */
+export async function cmdlineMentions(pid: number, needle: string): Promise<boolean> {
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`)).toString('utf8').includes(needle);
+  } catch {
+    return false;
+  }
+}
+
+/** Remove an empty or finished claim directory. */
+export async function dropClaim(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
