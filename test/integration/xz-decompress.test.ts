@@ -1,0 +1,115 @@
+// decompressFile / verifyXz against real xz output and damaged copies of it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, open, readFile, rm, stat, writeFile, copyFile, truncate } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../../src/proc.js';
+import { decompressFile, verifyXz } from '../../src/xz/decompress.js';
+import { isJrError } from '../../src/errors.js';
+
+const MiB = 1024 * 1024;
+let dir: string;
+let img: string; // 24 MiB: a few random extents in a sea of holes, ending in a hole
+let imgXz: string;
+
+const sha = async (p: string): Promise<string> => createHash('sha256').update(await readFile(p)).digest('hex');
+
+async function expectXzError(p: Promise<unknown>, re: RegExp): Promise<void> {
+  const e = await p.then(() => null, (x: unknown) => x);
+  expect(isJrError(e, 'JR_E_XZ'), `expected JR_E_XZ, got ${String(e)}`).toBe(true);
+  expect((e as Error).message).toMatch(re);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'xz-dec-'));
+  img = join(dir, 'img');
+  const fh = await open(img, 'w');
+  for (const off of [0, 3 * MiB + 4096, 10 * MiB + 123]) await fh.write(randomBytes(200_000), 0, 200_000, off);
+  await fh.truncate(24 * MiB);
+  await fh.close();
+  await run('xz', ['-k', '-T2', '--block-size=4MiB', img]);
+  imgXz = img + '.xz';
+});
+afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+
+describe('decompressFile', () => {
+  it('restores the image byte-identical and sparse', async () => {
+    const out = join(dir, 'out1');
+    const r = await decompressFile(imgXz, out, { sizeCap: 24 * MiB });
+    expect(r.bytesOut).toBe(24 * MiB);
+    expect(await sha(out)).toBe(await sha(img));
+    const st = await stat(out);
+    expect(st.size).toBe(24 * MiB);
+    expect(st.blocks * 512).toBeLessThan(2 * MiB); // ~600 KB of data, the rest holes
+  });
+
+  it('fails over the cap (declared by the index) and leaves no dst', async () => {
+    const out = join(dir, 'out2');
+    await writeFile(out, 'stale');
+    await expectXzError(decompressFile(imgXz, out, { sizeCap: 24 * MiB - 1 }), /size cap of 25165823/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('fails on a truncated file and leaves no dst', async () => {
+    const bad = join(dir, 'trunc.xz');
+    await copyFile(imgXz, bad);
+    await truncate(bad, (await stat(imgXz)).size - 100);
+    const out = join(dir, 'out3');
+    await expectXzError(decompressFile(bad, out, { sizeCap: 1e9 }), /corrupt|truncated|Unexpected end/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('fails on corrupt data inside a block and leaves no dst', async () => {
+    const bad = join(dir, 'corrupt.xz');
+    const b = await readFile(imgXz);
+    for (let i = 0; i < 16; i++) b[Math.floor(b.length / 2) + i]! ^= 0x5a;
+    await writeFile(bad, b);
+    const out = join(dir, 'out4');
+    await expectXzError(decompressFile(bad, out, { sizeCap: 1e9 }), /corrupt/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('fails on input that is not .xz, or empty', async () => {
+    const bad = join(dir, 'plain.xz');
+    await writeFile(bad, 'just some text, not xz at all\n');
+    await expectXzError(decompressFile(bad, join(dir, 'o5'), { sizeCap: 1e9 }), /index|format|small/);
+    await writeFile(bad, '');
+    await expectXzError(decompressFile(bad, join(dir, 'o5'), { sizeCap: 1e9 }), /\.xz/);
+    expect(existsSync(join(dir, 'o5'))).toBe(false);
+  });
+
+  it('rejects a bad sizeCap before touching anything', async () => {
+    await expectXzError(decompressFile(imgXz, join(dir, 'o6'), { sizeCap: -1 }), /Expected `sizeCap`/);
+    expect(existsSync(join(dir, 'o6'))).toBe(false);
+  });
+
+  it('fails when the decoder would need more memory than memLimit', async () => {
+    await expectXzError(decompressFile(imgXz, join(dir, 'o7'), { sizeCap: 1e9, memLimit: 1024 * 1024 }), /[Mm]emory/);
+    expect(existsSync(join(dir, 'o7'))).toBe(false);
+  });
+
+  it('stops when the signal is aborted', async () => {
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    await expectXzError(decompressFile(imgXz, join(dir, 'o8'), { sizeCap: 1e9, signal: ac.signal }), /abort/);
+    expect(existsSync(join(dir, 'o8'))).toBe(false);
+  });
+});
+
+describe('verifyXz', () => {
+  it('reports the size of a good file, with and without a cap', async () => {
+    expect(await verifyXz(imgXz)).toEqual({ uncompressedBytes: 24 * MiB });
+    expect(await verifyXz(imgXz, { sizeCap: 24 * MiB })).toEqual({ uncompressedBytes: 24 * MiB });
+  });
+
+  it('fails on truncated input and over the cap', async () => {
+    const bad = join(dir, 'trunc2.xz');
+    await copyFile(imgXz, bad);
+    await truncate(bad, 5000);
+    await expectXzError(verifyXz(bad), /Unexpected end|truncated/);
+    await expectXzError(verifyXz(bad, { sizeCap: 1e9 }), /truncated|corrupt/);
+    await expectXzError(verifyXz(imgXz, { sizeCap: 1000 }), /size cap/);
+  });
+});
