@@ -2,6 +2,8 @@
 # Serialised with flock so two commands started together do not build over each other.
 ensure_built() {
   local root=$1
+  # scripts/test builds once up front and sets this so the many CLI runs in tests skip the check.
+  if [ -n "${JOBRUNNER_PREBUILT:-}" ] && [ -f "$root/dist/.build-stamp" ]; then return 0; fi
   command -v node >/dev/null || { echo "jobrunner: Node.js 20 is required (node not found)" >&2; exit 125; }
   (
     flock 9
