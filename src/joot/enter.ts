@@ -1,0 +1,87 @@
+// `joot enter`: mount (shared with other sessions), automount /proc /sys /dev /dev/pts, copy host files,
+// bind the user's home, chroot, drop to the user with a clean environment, run the shell or command,
+// then leave (unmounting what nobody else uses). The command's exit code is enter's exit code.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:os';
+import { JrError, isJrError } from '../errors.js';
+import { run, which } from '../proc.js';
+import { procId, signal } from '../image/pids.js';
+import type { JootConfig } from './config.js';
+import { readRecord } from './store.js';
+import { acquire, release } from './session.js';
+import { hostUser, invokingUser, missingUserHelp, userInside } from './users.js';
+
+export interface EnterOptions {
+  user?: string;
+  home: 'rw' | 'ro' | 'none';
+  cmd: string[];
+  /** Receives warnings (unmount problems when leaving). */
+  warn?: (msg: string) => void;
+}
+
+// Inside the chroot: start in the user's home (chroot(8) always starts in /), then become the command.
+// A fixed script; the user's command travels as separate argv entries, never through the shell parser.
+const CD_HOME = 'cd "$HOME" 2>/dev/null || cd /; exec "$@"';
+
+async function childrenOf(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const d of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(d)) continue;
+    const s = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === pid) out.push(Number(d));
+  }
+  return out;
+}
+
+/** Enter environment `name`; resolves to the exit code of the command (128+N if killed by signal N). */
+export async function enter(cfg: JootConfig, name: string, o: EnterOptions): Promise<number> {
+  if (process.getuid?.() !== 0) throw new JrError('JR_E_PERMISSION', 'joot enter needs root (mount, chroot): run it with sudo');
+  const rec = await readRecord(cfg.home, name);
+  const holder = await procId(process.pid);
+  if (!holder) throw new JrError('JR_E_INTERNAL', 'cannot read our own /proc entry');
+  const chroot = (await which('chroot')) ?? '/usr/sbin/chroot';
+  // Ctrl-C and Ctrl-\ belong to the command inside; we must survive them to unmount afterwards.
+  // TERM and HUP are passed on to the command, and we clean up when it has gone.
+  const ignore = () => {};
+  const forward = (sig: NodeJS.Signals) => { void childrenOf(process.pid).then((ps) => ps.forEach((p) => signal(p, sig))); };
+  const handlers: Array<[NodeJS.Signals, (s: NodeJS.Signals) => void]> = [['SIGINT', ignore], ['SIGQUIT', ignore], ['SIGTERM', forward], ['SIGHUP', forward]];
+  for (const [s, h] of handlers) process.on(s, h);
+  try {
+    const root = await acquire(cfg.home, rec, { holder, system: true, copyFiles: cfg.copyFiles });
+    const userName = o.user ?? invokingUser();
+    const u = await userInside(root, userName);
+    const onHost = await hostUser(userName);
+    if (!u) throw new JrError('JR_E_JOOT', missingUserHelp(name, userName, onHost));
+    const binds = rec.automounts.map((a) => ({ source: a.dir, target: a.dir, readOnly: a.readOnly }));
+    // Only a real host home is bound (nobody's /nonexistent is not; binding / would expose the host).
+    if (o.home !== 'none' && onHost && onHost.home !== '/' && (await stat(onHost.home).then((st) => st.isDirectory(), () => false))) {
+      binds.push({ source: onHost.home, target: onHost.home, readOnly: o.home === 'ro' });
+    }
+    if (binds.length > 0) await acquire(cfg.home, rec, { holder, binds });
+    const env: Record<string, string> = {};
+    for (const k of cfg.passEnv) { const v = process.env[k]; if (v !== undefined) env[k] = v; }
+    Object.assign(env, {
+      PATH: cfg.path, HOME: u.home, USER: u.name, LOGNAME: u.name, SHELL: u.shell || '/bin/sh',
+      JOOT_NAME: name, debian_chroot: name, // Debian's bashrc shows debian_chroot in the prompt
+    });
+    const cmd = o.cmd.length > 0 ? o.cmd : [u.shell || '/bin/sh', '-l'];
+    const args = [`--userspec=${u.uid}:${u.gid}`, `--groups=${u.groups.join(',')}`, '--', root, '/bin/sh', '-c', CD_HOME, 'joot', ...cmd];
+    try {
+      await run(chroot, args, { inherit: true, cleanEnv: true, env });
+      return 0;
+    } catch (e) {
+      if (!isJrError(e, 'JR_E_PROCESS')) throw e;
+      const { exitCode, signal: sig } = e.context;
+      if (sig) return 128 + (constants.signals[sig as NodeJS.Signals] ?? 0);
+      if (typeof exitCode === 'number' && exitCode >= 0) return exitCode;
+      throw e;
+    }
+  } finally {
+    try {
+      for (const p of await release(cfg.home, name, holder)) o.warn?.(`could not unmount: ${p}`);
+    } finally {
+      for (const [s, h] of handlers) process.off(s, h);
+    }
+  }
+}
