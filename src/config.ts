@@ -53,7 +53,7 @@ const schema = {
   rescanInterval: { doc: 'Full rescan of the queue this often (file events can be lost)', format: 'duration', default: '30s', env: 'JOBRUNNER_RESCAN_INTERVAL', arg: 'rescan-interval' },
   once: { doc: 'Process what is queued (and what arrives meanwhile) until the queue is empty, then exit 0', format: Boolean, default: false, env: 'JOBRUNNER_ONCE', arg: 'once' },
   qemu: { doc: 'The qemu system emulator binary', format: String, default: 'qemu-system-x86_64', env: 'JOBRUNNER_QEMU', arg: 'qemu' },
-  runAs: { doc: 'Unprivileged user qemu runs as when the service is root ("" = do not drop)', format: String, default: '', env: 'JOBRUNNER_RUN_AS', arg: 'run-as' },
+  runAs: { doc: 'Unprivileged user qemu runs as when started as root ("" keeps root: not for untrusted jobs)', format: String, default: 'jobrunner-qemu', env: 'JOBRUNNER_RUN_AS', arg: 'run-as' },
   sandbox: { doc: 'qemu seccomp sandbox (-sandbox on with deny options)', format: Boolean, default: true, env: 'JOBRUNNER_SANDBOX', arg: 'sandbox' },
   logLevel: { doc: 'Log level: fatal, error, warn, info, debug, trace', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', env: 'JOBRUNNER_LOG_LEVEL', arg: 'log-level' },
 };

@@ -73,6 +73,8 @@ export interface SpawnOptions {
   stderr?: 'pipe' | 'stdout' | 'ignore';
   /** Put the child in its own process group (so a group kill reaches its children). */
   detached?: boolean;
+  /** Open file descriptors handed to the child as its fds 3, 4, … in order. */
+  extraFds?: number[];
 }
 
 /** A long-running child with streaming stdout; the caller owns waiting and killing. */
@@ -84,9 +86,8 @@ export function spawn(file: string, args: readonly string[], opts: SpawnOptions 
     cwd: opts.cwd,
     env: opts.env,
     extendEnv: !opts.cleanEnv,
-    stdin: opts.stdin ?? 'ignore',
-    stdout: 'pipe',
-    stderr: opts.stderr === 'stdout' ? 'pipe' : (opts.stderr ?? 'pipe'),
+    // execa's types list only fds 3-9 as numbers; any open fd works at run time (node passes it on).
+    stdio: [opts.stdin ?? 'ignore', 'pipe', opts.stderr === 'stdout' ? 'pipe' : (opts.stderr ?? 'pipe'), ...(opts.extraFds ?? [])] as Options['stdio'],
     all: opts.stderr === 'stdout',
     buffer: false,
     reject: false,

@@ -1,12 +1,13 @@
 // The service: owns start-up (spool lock, recovery of stale claims, orphan qemu, temp sweep), the
 // watcher, and drain on stop. Emits everything through the one logger; prints nothing itself.
 import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from './config.js';
 import { JrError, messageOf } from './errors.js';
 import { pidAlive } from './fsutil.js';
 import { loadBaseImage } from './image/base.js';
-import { runJob, type JobEvent } from './job/lifecycle.js';
+import { runJob, vmTmpPrefix, type JobEvent } from './job/lifecycle.js';
 import { AccelState } from './job/vm-run.js';
 import type { Logger } from './log.js';
 import { Scheduler } from './scheduler.js';
@@ -109,10 +110,12 @@ export class Service {
         this.log.warn({ pid: st.orphanQemu, dir: st.dir }, 'killed a qemu left by a previous run');
       }
       if (!st.claim) {
+        await sweepVmTmp(path.basename(st.dir));
         await dropClaim(st.dir);
         this.log.info({ dir: st.dir }, 'removed an incomplete claim (its file is still queued)');
         continue;
       }
+      await sweepVmTmp(path.basename(st.dir));
       const c = st.claim;
       // Only a run that started and was not stopped on purpose counts as an interrupted attempt.
       if (c.lease.startedAt !== null && !c.lease.requeued) c.lease.attempt += 1;
@@ -173,5 +176,13 @@ export class Service {
     if (this.stopping || this.scheduler.size > 0 || this.claiming.size > 0 || (this.watcher?.settling ?? 0) > 0) return;
     const left = (await readdir(this.s.queue).catch(() => [] as string[])).filter((f) => parseSubmission(f) !== null);
     if (left.length === 0 && this.scheduler.size === 0) await this.stop('--once: the queue is empty');
+  }
+}
+
+/** Remove the qemu scratch directories a crashed run of claim `id` left in the system temp dir. */
+async function sweepVmTmp(id: string): Promise<void> {
+  const prefix = vmTmpPrefix(id);
+  for (const f of await readdir(os.tmpdir()).catch(() => [] as string[])) {
+    if (f.startsWith(prefix)) await rm(path.join(os.tmpdir(), f), { recursive: true, force: true });
   }
 }

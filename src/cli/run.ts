@@ -1,5 +1,5 @@
 // `jobrunner run IMAGE`: boot one job now, in the foreground, the way the service would.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadSettings, settingsHelp, type SettingKey } from '../config.js';
@@ -8,10 +8,11 @@ import { loadBaseImage } from '../image/base.js';
 import { checkJobImage } from '../job/validate.js';
 import { AccelState, runJobVm } from '../job/vm-run.js';
 import { EXIT, exitCodeFor } from '../job/exit-codes.js';
+import { handOver, resolveRunAs } from '../job/run-as.js';
 import { formatDuration } from '../units.js';
 
 const KEYS: SettingKey[] = ['timeout', 'baseImage', 'baseImageDir', 'memory', 'cpus', 'accel', 'network', 'init',
-  'bootTimeout', 'killGrace', 'logCap', 'maxImageSize', 'qemu', 'sandbox'];
+  'bootTimeout', 'killGrace', 'logCap', 'maxImageSize', 'qemu', 'sandbox', 'runAs'];
 
 export const RUN_HELP = `Usage: jobrunner run IMAGE [options]
 
@@ -61,6 +62,7 @@ export async function runMainCmd(argv: string[]): Promise<number> {
     throw e;
   }
   const base = await loadBaseImage(settings.baseImageDir, settings.baseImage);
+  const runAs = await resolveRunAs(settings.runAs);
   const accel = new AccelState(settings.accel);
   const choice = await accel.get();
   if (choice.degraded) process.stderr.write(`jobrunner run: WARNING: ${choice.reason}\n`);
@@ -70,9 +72,12 @@ export async function runMainCmd(argv: string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const tmpDir = await mkdtemp(path.join(os.tmpdir(), 'jobrunner-run-'));
+  // qemu as the unprivileged user writes IMAGE in place: lend it the file, give it back after.
+  const owner = await stat(image);
   try {
+    await handOver(runAs, [image, tmpDir]);
     const out = await runJobVm({
-      image, base, settings, logPath, tmpDir, signal: abort.signal,
+      image, base, settings, logPath, tmpDir, runAs, signal: abort.signal,
       onConsole: quiet ? undefined : (chunk) => { process.stdout.write(chunk); },
     }, accel);
     const code = exitCodeFor(out.end, out.exitCode);
@@ -81,6 +86,7 @@ export async function runMainCmd(argv: string[]): Promise<number> {
       `${out.consoleTruncated ? ', console log truncated' : ''}); exit ${code}\n`);
     return code;
   } finally {
+    if (runAs) await chown(image, owner.uid, owner.gid).catch(() => undefined);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await rm(tmpDir, { recursive: true, force: true });

@@ -2,7 +2,8 @@
 // publish -> drop claim. Each step registers the cleanup of what it creates the moment it exists;
 // cleanups run in reverse in `finally`. The submitted input is never modified: the VM writes a
 // sparse copy, so a rerun or a rejection always starts from what was submitted.
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError, isJrError, messageOf } from '../errors.js';
@@ -15,6 +16,7 @@ import { decompressFile, verifyXz } from '../xz/decompress.js';
 import { sha256File } from './digest.js';
 import { seconds, type JobStatus } from './result.js';
 import { publishesToDone, transition, verbFor, type FinalStatus, type JobState } from './state.js';
+import { handOver } from './run-as.js';
 import { checkJobImage } from './validate.js';
 import { runJobVm, type AccelState, type VmRunOutcome } from './vm-run.js';
 
@@ -34,6 +36,11 @@ export interface LifecycleDeps {
   /** Shutdown: kill the VM and leave the claim for the next start (not counted as an attempt). */
   signal: AbortSignal;
   runAs?: { uid: number; gid: number };
+}
+
+/** Prefix of a job's qemu scratch directory under the system temp dir (swept on recovery). */
+export function vmTmpPrefix(id: string): string {
+  return `jobrunner-vm-${id}-`;
 }
 
 export type JobEnd =
@@ -104,11 +111,13 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       });
       if (deps.signal.aborted) return await requeue('shutdown before the VM started');
       state = transition(state, 'start');
-      await mkdir(paths.tmp, { recursive: true });
-      cleanups.push(() => rm(paths.tmp, { recursive: true, force: true }));
+      // qemu's scratch (snapshot overlay, boot files): private, per job, reachable by the qemu user.
+      const vmTmp = await mkdtemp(path.join(os.tmpdir(), vmTmpPrefix(lease.id)));
+      cleanups.push(() => rm(vmTmp, { recursive: true, force: true }));
+      await handOver(deps.runAs, [paths.work, vmTmp]);
       const chosen = base;
       vm = await step('run', () => runJobVm({
-        image: paths.work, base: chosen, settings: s, logPath: paths.log, tmpDir: paths.tmp, runAs: deps.runAs, signal: deps.signal,
+        image: paths.work, base: chosen, settings: s, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(() => undefined); },
       }, deps.accel));
       if (vm.end === 'aborted') return await requeue(vm.reason);

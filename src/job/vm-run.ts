@@ -2,6 +2,8 @@
 // Chooses the accelerator, builds the spec, launches, and falls back from KVM to TCG once when a
 // KVM guest shows no sign of life (a /dev/kvm that hangs guests is a known failure mode).
 import { randomBytes } from 'node:crypto';
+import { chown, copyFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { BaseImage } from '../image/base.js';
 import { launchVm, type LaunchOptions, type VmOutcome } from '../vm/launch.js';
 import { chooseAccel, probeKvm, type AccelRequest, type AccelChoice } from '../vm/accel.js';
@@ -64,14 +66,30 @@ export async function runJobVm(req: VmRunRequest, accel: AccelState): Promise<Vm
   return { ...out, accel: choice.accel, accelReason: choice.reason };
 }
 
-function launchOnce(req: VmRunRequest, accel: Accel): Promise<VmOutcome> {
+/**
+ * An unprivileged qemu reads the kernel and initrd by path: give it private copies in its own temp
+ * dir (10 MB, milliseconds) rather than access to the base image's directory.
+ */
+async function bootFiles(req: VmRunRequest): Promise<{ kernel: string; initrd: string }> {
+  const initrd = req.initrd ?? req.base.initrd;
+  if (!req.runAs) return { kernel: req.base.kernel, initrd };
+  const kernelCopy = path.join(req.tmpDir, 'vmlinuz');
+  const initrdCopy = path.join(req.tmpDir, 'initrd.img');
+  await copyFile(req.base.kernel, kernelCopy);
+  await copyFile(initrd, initrdCopy);
+  for (const f of [kernelCopy, initrdCopy]) await chown(f, req.runAs.uid, req.runAs.gid);
+  return { kernel: kernelCopy, initrd: initrdCopy };
+}
+
+async function launchOnce(req: VmRunRequest, accel: Accel): Promise<VmOutcome> {
   const s = req.settings;
   const nonce = randomBytes(12).toString('hex');
+  const { kernel, initrd } = await bootFiles(req);
   return launchVm({
     qemuBinary: s.qemu,
     spec: {
       accel, memoryMiB: Math.floor(s.memory / (1024 * 1024)), cpus: s.cpus,
-      kernel: req.base.kernel, initrd: req.initrd ?? req.base.initrd, rootImage: req.base.root, jobImage: req.image,
+      kernel, initrd, rootImage: req.base.root, jobImage: req.image,
       cmdline: kernelCmdline({ nonce, init: s.init }), network: s.network, sandbox: s.sandbox,
     },
     nonce, bootTimeoutMs: s.bootTimeout, timeoutMs: s.timeout, killGraceMs: s.killGrace,

@@ -36,8 +36,8 @@ export interface Claim {
 export const RUNNING = '.running';
 
 /** Directory of a claim; all of a job's files live there until it is published. */
-export function claimPaths(dir: string): { lease: string; work: string; log: string; tmp: string } {
-  return { lease: path.join(dir, 'lease.json'), work: path.join(dir, 'work.img'), log: path.join(dir, 'console.log'), tmp: path.join(dir, 'tmp') };
+export function claimPaths(dir: string): { lease: string; work: string; log: string } {
+  return { lease: path.join(dir, 'lease.json'), work: path.join(dir, 'work.img'), log: path.join(dir, 'console.log') };
 }
 
 /** Input file name inside a claim directory. */

@@ -1,6 +1,8 @@
 // Runs one qemu process to its end: streams the console through a capped log and the marker
 // parser, and enforces two watchdogs: boot (no `start` marker in time) and wall clock.
 // Killing is TERM, then KILL after a grace period; the reason is recorded in the outcome.
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { spawn, type Child } from '../proc.js';
 import { ConsoleLog } from './console.js';
 import { MarkerParser, type MarkerEvent } from './markers.js';
@@ -74,9 +76,18 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
   let stderr = '';
   let sawOutput = false;
 
-  const child: Child = spawn(argv[0]!, argv.slice(1), {
-    env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe',
-  });
+  // The disks are opened here, by us, and inherited by qemu as fds 3-5 (see DISK_FDS).
+  const root = await open(opts.spec.rootImage, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const jobRw = await open(opts.spec.jobImage, constants.O_RDWR | constants.O_NOFOLLOW).catch(async (e: unknown) => { await root.close(); throw e; });
+  const jobRo = await open(opts.spec.jobImage, constants.O_RDONLY | constants.O_NOFOLLOW).catch(async (e: unknown) => { await root.close(); await jobRw.close(); throw e; });
+  let child: Child;
+  try {
+    child = spawn(argv[0]!, argv.slice(1), {
+      env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe', extraFds: [root.fd, jobRw.fd, jobRo.fd],
+    });
+  } finally {
+    await Promise.all([root.close(), jobRw.close(), jobRo.close()]);
+  }
   if (child.pid) opts.onSpawn?.(child.pid);
 
   let killTimer: NodeJS.Timeout | undefined;

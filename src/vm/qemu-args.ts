@@ -9,20 +9,15 @@ export interface VmSpec {
   cpus: number;
   kernel: string;
   initrd: string;
-  /** Base root filesystem: opened read-only in effect (snapshot=on; writes go to a temp overlay). */
+  /** Base root filesystem, opened read-only by the launcher (snapshot=on: writes go to a temp overlay). */
   rootImage: string;
-  /** The job image: the only writable disk. Always a service-made path. */
+  /** The job image, opened read-write by the launcher: the only writable disk. */
   jobImage: string;
   /** Kernel command line words, already including the marker nonce. */
   cmdline: string[];
   network: 'off' | 'user';
   /** Seccomp sandbox (-sandbox on with the deny options). */
   sandbox: boolean;
-}
-
-/** qemu splits -drive/-blockdev option strings on commas; a literal comma is written as two. */
-export function escapeOptValue(value: string): string {
-  return value.replace(/,/g, ',,');
 }
 
 /** No default devices, no config files, no display, no monitor: only what we add below exists. */
@@ -45,15 +40,24 @@ export function bootArgs(spec: Pick<VmSpec, 'kernel' | 'initrd' | 'cmdline'>): s
   return ['-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.cmdline.join(' ')];
 }
 
+/** File descriptors the launcher hands qemu: it opens the disks, qemu never resolves their paths. */
+export const DISK_FDS = { root: 3, jobRw: 4, jobRo: 5 } as const;
+
 /**
- * Root disk first (vda), job disk second (vdb). Both format=raw so qemu never probes a format
- * from untrusted bytes; the job disk reports write errors to the guest instead of pausing, and
- * passes discards through so trimmed space becomes holes in the host file.
+ * Root disk first (vda), job disk second (vdb), both passed as inherited file descriptors
+ * (fdsets), so an unprivileged qemu needs no access to the spool or the base image's directory.
+ * Both are format=raw so qemu never probes a format from untrusted bytes; the root disk is a
+ * snapshot (writes go to a temp overlay); the job disk reports write errors to the guest instead
+ * of pausing, and passes discards through so trimmed space becomes holes in the host file.
+ * The job's fdset holds a read-write and a read-only descriptor: qemu opens both modes.
  */
-export function diskArgs(spec: Pick<VmSpec, 'rootImage' | 'jobImage'>): string[] {
+export function diskArgs(): string[] {
   return [
-    '-drive', `file=${escapeOptValue(spec.rootImage)},format=raw,if=virtio,snapshot=on,werror=report,rerror=report`,
-    '-drive', `file=${escapeOptValue(spec.jobImage)},format=raw,if=virtio,discard=unmap,werror=report,rerror=report`,
+    '-add-fd', `fd=${DISK_FDS.root},set=1,opaque=root-ro`,
+    '-add-fd', `fd=${DISK_FDS.jobRw},set=2,opaque=job-rw`,
+    '-add-fd', `fd=${DISK_FDS.jobRo},set=2,opaque=job-ro`,
+    '-drive', 'file=/dev/fdset/1,format=raw,if=virtio,snapshot=on,werror=report,rerror=report',
+    '-drive', 'file=/dev/fdset/2,format=raw,if=virtio,discard=unmap,werror=report,rerror=report',
   ];
 }
 
@@ -80,7 +84,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     ...baseArgs(),
     ...machineArgs(spec),
     ...bootArgs(spec),
-    ...diskArgs(spec),
+    ...diskArgs(),
     ...consoleArgs(),
     ...networkArgs(spec),
     ...sandboxArgs(spec),
