@@ -113,3 +113,39 @@ describe('verifyXz', () => {
     await expectXzError(verifyXz(imgXz, { sizeCap: 1000 }), /size cap/);
   });
 });
+
+describe('hostile input: an index that lies about the size', () => {
+  // A block without sizes in its header decoding to 10 MiB, while the index claims 1000 bytes:
+  // the declared size passes the cap check, so only counting the real output can stop it.
+  async function lyingXz(): Promise<string> {
+    const { streamHeader, indexAndFooter, lzma2DictProp } = await import('../../src/xz/format.js');
+    const { zeroLzma2 } = await import('../../src/xz/lzma2.js');
+    const { crc32, crc32Zeros } = await import('../../src/xz/crc32.js');
+    const real = 10 * MiB;
+    const raw = await zeroLzma2(real);
+    const head = Buffer.from([2, 0x00, 0x21, 0x01, lzma2DictProp(4096), 0, 0, 0]);
+    const hdr = Buffer.concat([head, Buffer.alloc(4)]);
+    hdr.writeUInt32LE(crc32(head), 8);
+    const check = Buffer.alloc(4);
+    check.writeUInt32LE(crc32Zeros(real));
+    const pad = Buffer.alloc((4 - (raw.length % 4)) % 4);
+    const file = Buffer.concat([streamHeader(), hdr, raw, pad, check,
+      indexAndFooter([{ unpaddedSize: hdr.length + raw.length + 4, uncompressedSize: 1000 }])]);
+    const p = join(dir, 'lying.xz');
+    await writeFile(p, file);
+    return p;
+  }
+
+  it('is stopped at the cap by counting, leaving no dst', async () => {
+    const p = await lyingXz();
+    const out = join(dir, 'lying.out');
+    await expectXzError(decompressFile(p, out, { sizeCap: MiB }), /decompresses past the size cap of 1048576/);
+    expect(existsSync(out)).toBe(false);
+    await expectXzError(verifyXz(p, { sizeCap: MiB }), /past the size cap/);
+  });
+
+  it('is rejected by xz itself when the cap is not reached', async () => {
+    await expectXzError(decompressFile(await lyingXz(), join(dir, 'lying2'), { sizeCap: 100 * MiB }), /corrupt/);
+    expect(existsSync(join(dir, 'lying2'))).toBe(false);
+  });
+});

@@ -1,0 +1,124 @@
+// Sparse-aware, parallel .xz compression of job images into one standard multi-block stream.
+// Only the data ranges are read (SEEK_DATA); zero runs become blocks assembled from cached LZMA2
+// pieces, incompressible runs become stored LZMA2 chunks, and the rest is compressed by up to
+// `threads` `xz --format=raw` children at once. Blocks are written in order as they finish, so
+// memory stays at about 2 x threads x blockSize. Figures: docs/COMPRESSION.md.
+import { availableParallelism } from 'node:os';
+import { createHash } from 'node:crypto';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { JrError, isJrError, messageOf } from '../errors.js';
+import { encodeSegment, segmentsOf, type EncodedBlock, type EncodeContext } from './blocks.js';
+import { dataExtents } from './extents.js';
+import { indexAndFooter, streamHeader, type IndexRecord } from './format.js';
+import { PRESET_DICT } from './lzma2.js';
+import type { XzProcess } from './xzproc.js';
+
+export interface CompressOptions { threads?: number /* default os.availableParallelism() */; blockSize?: number; preset?: number /* default 6 */; signal?: AbortSignal }
+export interface CompressResult {
+  bytesIn: number; bytesOut: number; sha256: string /* of the .xz written */; durationMs: number;
+  /** How the work split up: blocks per kind, bytes per kind, and how holes were found. */
+  detail?: { blocks: Record<'zero' | 'store' | 'lzma', number>; bytes: Record<'zero' | 'store' | 'lzma', number>; extents: 'seek_data' | 'none'; blockSize: number };
+}
+
+function intOpt(name: string, v: number | undefined, min: number, max: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    throw new JrError('JR_E_XZ', `Expected \`${name}\` to be an integer from ${min} to ${max}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Default block size: ~4 blocks per thread for small data (so all cores work), at most 3 x dict like xz -T. */
+export function defaultBlockSize(dataBytes: number, threads: number, preset: number): number {
+  const MiB = 1 << 20;
+  const max = Math.max(MiB, 3 * PRESET_DICT[preset]!);
+  const want = Math.ceil(dataBytes / (threads * 4) / MiB) * MiB;
+  return Math.min(max, Math.max(MiB, want));
+}
+
+class Semaphore {
+  private waiting: (() => void)[] = [];
+  constructor(private free: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--; else await new Promise<void>((r) => this.waiting.push(r));
+    try { return await fn(); } finally {
+      const next = this.waiting.shift();
+      if (next) next(); else this.free++;
+    }
+  }
+}
+
+/** Compress src to dst (dst written directly; caller handles temp names/rename/fsync). On failure dst is removed. */
+export async function compressFile(src: string, dst: string, opts: CompressOptions = {}): Promise<CompressResult> {
+  const started = performance.now();
+  const threads = intOpt('threads', opts.threads, 1, 1024, availableParallelism());
+  const preset = intOpt('preset', opts.preset, 0, 9, 6);
+  const userBlockSize = opts.blockSize === undefined ? undefined : intOpt('blockSize', opts.blockSize, 4096, 1 << 30, 0);
+  const live = new Set<XzProcess>();
+  const ctx: EncodeContext = { preset, live };
+  const pending: Promise<EncodedBlock>[] = [];
+  const killAll = (): void => { for (const p of live) p.child.kill('SIGKILL'); };
+  opts.signal?.addEventListener('abort', killAll, { once: true });
+  let inFh: FileHandle | undefined;
+  let outFh: FileHandle | undefined;
+  try {
+    const aborted = (): void => {
+      if (opts.signal?.aborted) throw new JrError('JR_E_XZ', `compressing ${src}: aborted`, { cause: opts.signal.reason });
+    };
+    aborted();
+    inFh = await open(src, 'r');
+    const st = await inFh.stat();
+    if (!st.isFile()) throw new JrError('JR_E_XZ', `${src}: not a regular file`);
+    const extents = await dataExtents(src, st.size);
+    const dataBytes = extents.ranges.reduce((n, [s, e]) => n + e - s, 0);
+    const blockSize = userBlockSize ?? defaultBlockSize(dataBytes, threads, preset);
+    outFh = await open(dst, 'w');
+    const hash = createHash('sha256');
+    let pos = 0;
+    const write = async (b: Buffer): Promise<void> => {
+      hash.update(b);
+      for (let off = 0; off < b.length;) off += (await outFh!.write(b, off, b.length - off, pos + off)).bytesWritten;
+      pos += b.length;
+    };
+    const detail: NonNullable<CompressResult['detail']> = {
+      blocks: { zero: 0, store: 0, lzma: 0 }, bytes: { zero: 0, store: 0, lzma: 0 }, extents: extents.method, blockSize,
+    };
+    const records: IndexRecord[] = [];
+    const drainOne = async (): Promise<void> => {
+      const b = await pending.shift()!;
+      records.push(b.record);
+      detail.blocks[b.kind]++;
+      detail.bytes[b.kind] += b.record.uncompressedSize;
+      await write(b.bytes);
+    };
+    await write(streamHeader());
+    const sem = new Semaphore(threads);
+    // Keep up to 2 x threads blocks in flight: enough that a slow block at the head of the
+    // (ordered) output does not idle the other cores, few enough to bound memory.
+    for await (const seg of segmentsOf(inFh, st.size, extents.ranges, blockSize)) {
+      aborted();
+      const job = seg.kind === 'lzma' ? sem.run(() => encodeSegment(seg, ctx)) : encodeSegment(seg, ctx);
+      job.catch(() => {}); // observed when drained; this only stops an "unhandled" report meanwhile
+      pending.push(job);
+      while (pending.length >= 2 * threads) await drainOne();
+    }
+    while (pending.length > 0) await drainOne();
+    aborted();
+    await write(indexAndFooter(records));
+    await outFh.close();
+    outFh = undefined;
+    return { bytesIn: st.size, bytesOut: pos, sha256: hash.digest('hex'), durationMs: performance.now() - started, detail };
+  } catch (e) {
+    killAll();
+    await Promise.allSettled(pending);
+    await outFh?.close().catch(() => {});
+    if (outFh) await rm(dst, { force: true });
+    // Killed children report SIGKILL; the caller wants to know it was their abort.
+    if (opts.signal?.aborted) throw new JrError('JR_E_XZ', `compressing ${src}: aborted`, { cause: opts.signal.reason });
+    if (isJrError(e, 'JR_E_XZ')) throw e;
+    throw new JrError('JR_E_XZ', `compressing ${src} to ${dst} failed: ${messageOf(e)}`, { cause: e });
+  } finally {
+    opts.signal?.removeEventListener('abort', killAll);
+    await inFh?.close().catch(() => {});
+  }
+}

@@ -1,0 +1,63 @@
+// Where a file's data is, per the kernel: lseek(SEEK_DATA/SEEK_HOLE). Node has no lseek binding,
+// so a 10-line Perl helper asks (perl-base is Essential in Debian; ~5 ms for a 4 GiB ext4 image).
+// SEEK_DATA is the right question, unlike FIEMAP (filefrag): it accounts for dirty page cache and
+// unwritten extents itself. Ranges it calls holes read as zeros, so trusting it is safe; if the
+// helper is unavailable we fall back to "all data" and zero detection still finds the holes.
+import { run } from '../proc.js';
+
+/** A byte range [start, end) of the file. */
+export type Range = [start: number, end: number];
+
+export interface ExtentMap { ranges: Range[]; method: 'seek_data' | 'none' }
+
+// Whence 3/4 are SEEK_DATA/SEEK_HOLE on Linux. ENXIO from SEEK_DATA means "no data past here".
+const SCRIPT = `
+use strict; use warnings;
+open(my $fh, '<', $ARGV[0]) or die "open: $!\\n";
+my $size = -s $fh; my $off = 0;
+while ($off < $size) {
+  my $d = sysseek($fh, $off, 3);
+  if (!defined $d) { last if $!{ENXIO}; die "SEEK_DATA: $!\\n"; }
+  my $h = sysseek($fh, $d, 4);
+  defined $h or die "SEEK_HOLE: $!\\n";
+  print 0 + $d, " ", 0 + $h, "\\n";
+  $off = $h;
+}`;
+
+/** Parse "start end" lines into sorted ranges clipped to [0, size); null if malformed. */
+export function parseRanges(out: string, size: number): Range[] | null {
+  const ranges: Range[] = [];
+  let prev = 0;
+  for (const line of out.split('\n')) {
+    if (!line.trim()) continue;
+    const m = /^(\d+) (\d+)$/.exec(line.trim());
+    if (!m) return null;
+    const s = Number(m[1]);
+    const e = Math.min(Number(m[2]), size);
+    if (s >= size) break;
+    if (s < prev || e <= s) return null;
+    ranges.push([s, e]);
+    prev = e;
+  }
+  return ranges;
+}
+
+/** Merge ranges whose gap is below `gap` bytes (reading a small hole beats an extra block). */
+export function mergeRanges(ranges: readonly Range[], gap: number): Range[] {
+  const out: Range[] = [];
+  for (const [s, e] of ranges) {
+    const last = out[out.length - 1];
+    if (last && s - last[1] < gap) last[1] = Math.max(last[1], e); else out.push([s, e]);
+  }
+  return out;
+}
+
+/** The data ranges of `path` (size `size`): SEEK_DATA if it works here, else the whole file. */
+export async function dataExtents(path: string, size: number): Promise<ExtentMap> {
+  const all: ExtentMap = { ranges: size > 0 ? [[0, size]] : [], method: 'none' };
+  if (size === 0) return all;
+  const r = await run('perl', ['-e', SCRIPT, '--', path], { reject: false, timeoutMs: 60_000 });
+  if (r.exitCode !== 0) return all;
+  const ranges = parseRanges(r.stdout, size);
+  return ranges ? { ranges, method: 'seek_data' } : all;
+}

@@ -1,0 +1,149 @@
+// compressFile end to end: stock xz (and a second, independent decoder) must accept what we write
+// and restore it byte-identical, at block-size edges, with holes anywhere, and for empty files.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { createHash, randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { run } from '../../src/proc.js';
+import { compressFile, type CompressOptions } from '../../src/xz/compress.js';
+import { decompressFile } from '../../src/xz/decompress.js';
+import { isJrError } from '../../src/errors.js';
+
+const MiB = 1 << 20;
+let dir: string;
+let n = 0;
+const sha = async (p: string): Promise<string> => createHash('sha256').update(await readFile(p)).digest('hex');
+
+function text(len: number, seed: number): Buffer {
+  const out = Buffer.alloc(len);
+  let x = seed;
+  for (let i = 0; i < len; i++) {
+    x = (x * 1103515245 + 12345) & 0x7fffffff;
+    out[i] = i % 61 === 60 ? 10 : 97 + ((x >> 16) % 12);
+  }
+  return out;
+}
+
+/** Write a file from [offset, bytes] pieces and a final size (the rest are holes). */
+async function makeFile(pieces: [number, Buffer][], size: number): Promise<string> {
+  const p = join(dir, 'src', `f${n++}`);
+  const fh = await open(p, 'w');
+  for (const [off, b] of pieces) await fh.write(b, 0, b.length, off);
+  await fh.truncate(size);
+  await fh.close();
+  return p;
+}
+
+/** Compress, then check with xz -t, xz -d, decompressFile; returns the xz -lvv robot block lines. */
+async function roundTrip(src: string, opts: CompressOptions = { threads: 2, blockSize: MiB }): Promise<string[]> {
+  const xzPath = join(dir, 'out', basename(src) + '.xz');
+  const r = await compressFile(src, xzPath, opts);
+  expect(r.bytesIn).toBe((await stat(src)).size);
+  expect(r.bytesOut).toBe((await stat(xzPath)).size);
+  expect(r.sha256).toBe(await sha(xzPath));
+  await run('xz', ['-t', xzPath]);
+  await run('xz', ['-d', '-k', '-f', xzPath]); // writes out/<name>
+  expect(await sha(join(dir, 'out', basename(src)))).toBe(await sha(src));
+  const ours = join(dir, 'out', basename(src) + '.ours');
+  const d = await decompressFile(xzPath, ours, { sizeCap: r.bytesIn });
+  expect(d.bytesOut).toBe(r.bytesIn);
+  expect(await sha(ours)).toBe(await sha(src));
+  const list = await run('xz', ['--robot', '-lvv', xzPath]);
+  const blocks = list.stdout.split('\n').filter((l) => l.startsWith('block\t'));
+  // Every block carries both sizes in its header (flags "cu"): what lets xz -T decode in parallel.
+  for (const b of blocks) expect(b.split('\t')).toContain('cu');
+  return blocks;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'xz-comp-'));
+  await mkdir(join(dir, 'src'));
+  await mkdir(join(dir, 'out'));
+});
+afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+
+describe('compressFile round trips', () => {
+  it('an empty file', async () => {
+    const blocks = await roundTrip(await makeFile([], 0));
+    expect(blocks).toHaveLength(0);
+  });
+
+  it('a file of only holes (odd size), as zero blocks, restored sparse', async () => {
+    const src = await makeFile([], 5 * MiB + 123);
+    await roundTrip(src);
+    const st = await stat(join(dir, 'out', basename(src) + '.ours'));
+    expect(st.blocks).toBe(0);
+  });
+
+  it('sizes exactly at and one byte either side of the block size, random and text', async () => {
+    for (const size of [MiB - 1, MiB, MiB + 1, 2 * MiB - 1, 2 * MiB + 1]) {
+      await roundTrip(await makeFile([[0, randomBytes(size)]], size));
+      await roundTrip(await makeFile([[0, text(size, size)]], size));
+    }
+  });
+
+  it('no holes at all: text, random and zero pages interleaved', async () => {
+    const parts = [text(700_000, 1), randomBytes(1_300_000), Buffer.alloc(1_500_000), text(300_001, 2)];
+    const all = Buffer.concat(parts);
+    const src = join(dir, 'src', 'dense');
+    await writeFile(src, all);
+    const blocks = await roundTrip(src);
+    expect(blocks.length).toBeGreaterThan(2);
+  });
+
+  it('an image that ends in a hole, with data at unaligned offsets, and a mostly-hole image restored sparse', async () => {
+    const src = await makeFile([[12_345, text(200_000, 3)], [7 * MiB + 1, randomBytes(3000)], [70 * MiB - 5, text(10, 4)]], 135 * MiB + 77);
+    const blocks = await roundTrip(src, { threads: 2 });
+    expect(blocks.length).toBeGreaterThan(3); // the 65 MiB tail hole alone needs two zero blocks
+    const st = await stat(join(dir, 'out', basename(src) + '.ours'));
+    expect(st.size).toBe(135 * MiB + 77);
+    expect(st.blocks * 512).toBeLessThan(MiB);
+  });
+
+  it('one thread and a tiny block size give the same bytes back', async () => {
+    const src = await makeFile([[0, text(300_000, 5)], [MiB, randomBytes(200_000)]], 3 * MiB);
+    await roundTrip(src, { threads: 1, blockSize: 64 * 1024, preset: 1 });
+  });
+});
+
+describe('compressFile output is standard', () => {
+  it('decodes with an independent decoder (xz-embedded via xz-decompress)', async () => {
+    const src = await makeFile([[0, text(500_000, 6)], [2 * MiB, randomBytes(700_000)]], 6 * MiB);
+    const xzPath = join(dir, 'out', 'indep.xz');
+    await compressFile(src, xzPath, { threads: 2, blockSize: MiB });
+    const mod = await import('xz-decompress') as unknown as { XzReadableStream?: unknown; default?: { XzReadableStream: unknown } };
+    const Xz = (mod.XzReadableStream ?? mod.default!.XzReadableStream) as new (s: ReadableStream) => ReadableStream<Uint8Array>;
+    const h = createHash('sha256');
+    for await (const c of new Xz(Readable.toWeb(createReadStream(xzPath)) as ReadableStream) as unknown as AsyncIterable<Uint8Array>) h.update(c);
+    expect(h.digest('hex')).toBe(await sha(src));
+  });
+});
+
+describe('compressFile failures', () => {
+  it('rejects bad options and a missing source with JR_E_XZ', async () => {
+    const src = await makeFile([], 10);
+    for (const o of [{ threads: 0 }, { preset: 10 }, { blockSize: 100 }]) {
+      const e = await compressFile(src, join(dir, 'out', 'x.xz'), o).catch((x: unknown) => x);
+      expect(isJrError(e, 'JR_E_XZ')).toBe(true);
+      expect((e as Error).message).toMatch(/^Expected `/);
+    }
+    const e = await compressFile(join(dir, 'nope'), join(dir, 'out', 'y.xz')).catch((x: unknown) => x);
+    expect(isJrError(e, 'JR_E_XZ')).toBe(true);
+    expect(existsSync(join(dir, 'out', 'y.xz'))).toBe(false);
+  });
+
+  it('an abort mid-way kills the encoders and removes dst', async () => {
+    const src = await makeFile([[0, text(4 * MiB, 7)]], 4 * MiB);
+    const ac = new AbortController();
+    const dst = join(dir, 'out', 'aborted.xz');
+    const p = compressFile(src, dst, { threads: 2, blockSize: MiB, signal: ac.signal });
+    setTimeout(() => ac.abort(), 100);
+    const e = await p.catch((x: unknown) => x);
+    expect(isJrError(e, 'JR_E_XZ')).toBe(true);
+    expect((e as Error).message).toMatch(/aborted/);
+    expect(existsSync(dst)).toBe(false);
+  });
+});
