@@ -1,9 +1,17 @@
 // Intake: chokidar events plus a periodic full rescan (events can be lost or come out of order),
 // and a settle check so a file still being copied is not claimed. chokidar is imported only here.
 import { watch, type FSWatcher } from 'chokidar';
+import type { Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { isIgnored } from './names.js';
+import { scanWriters } from './writers.js';
+
+const QUICK_LOOK_MS = 200;
+
+function sameContent(a: Stats, b: Stats): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
+}
 
 export interface Candidate {
   file: string;
@@ -66,17 +74,35 @@ export class QueueWatcher {
     void this.settle(file);
   }
 
+  /**
+   * Ready when unchanged across a short look and no process holds it open for writing (a file
+   * renamed in complete is claimed at once); when writers cannot all be seen (not root), it must
+   * stay unchanged for the whole settle period instead (a slow `cp` keeps changing it).
+   */
   private async settle(file: string): Promise<void> {
     const p = path.join(this.o.dir, file);
     const first = await lstat(p).catch(() => null);
     if (!first) return;
-    await new Promise<void>((resolve) => this.pending.set(file, setTimeout(resolve, this.o.settleMs)));
-    this.pending.delete(file);
+    await this.pause(file, Math.min(QUICK_LOOK_MS, this.o.settleMs));
     if (this.closed) return;
-    const second = await lstat(p).catch(() => null);
+    let second = await lstat(p).catch(() => null);
     if (!second) return;
-    if (second.size !== first.size || second.mtimeMs !== first.mtimeMs) { this.consider(file); return; }
+    if (!sameContent(first, second)) { this.consider(file); return; }
+    const writers = first.isFile() ? await scanWriters(p) : { busy: false, complete: true };
+    if (writers.busy || !writers.complete) {
+      await this.pause(file, this.o.settleMs);
+      if (this.closed) return;
+      const third = await lstat(p).catch(() => null);
+      if (!third) return;
+      if (!sameContent(second, third) || (await scanWriters(p)).busy) { this.consider(file); return; }
+      second = third;
+    }
     this.o.onReady({ file, mtime: second.mtime });
+  }
+
+  private async pause(file: string, ms: number): Promise<void> {
+    await new Promise<void>((resolve) => this.pending.set(file, setTimeout(resolve, ms)));
+    this.pending.delete(file);
   }
 
   async close(): Promise<void> {
