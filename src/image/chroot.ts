@@ -8,7 +8,7 @@ import { lstat, mkdir, readlink, readFile, rename, rm, writeFile } from 'node:fs
 import path from 'node:path';
 import { run } from '../proc.js';
 import { JrError } from '../errors.js';
-import { isMounted } from './mountinfo.js';
+import { mounts } from './mountinfo.js';
 
 /** Host path of `p` (absolute, as seen inside `root`), following symlinks relative to root like the
  *  chroot would. Never leaves root; missing trailing components are returned as they are. */
@@ -45,35 +45,57 @@ export async function mkdirInside(root: string, p: string): Promise<string> {
   return host;
 }
 
-export interface SystemMount {
-  /** Path inside the root. */
-  target: string;
-  args: (hostTarget: string) => string[];
-}
+/** One mount to make inside a root, as an fstab entry (target is the path inside). */
+export interface MountSpec { target: string; source: string; fstype: string; options: string }
 
-// --make-private: a bind of a shared host mount (systemd makes / shared) would otherwise propagate
-// the mounts we stack on it (dev/pts…) back onto the host's own /dev.
-/** mount(8) arguments binding host `src` at host path `t` (read-only if asked). */
-export const bindArgs = (src: string, readOnly = false) => (t: string): string[] =>
-  ['--bind', '--make-private', ...(readOnly ? ['-o', 'ro'] : []), '--', path.resolve(src), t];
+// "private": a bind of a shared host mount (systemd makes / shared) would otherwise propagate the
+// mounts we stack on it (dev/pts…) back onto the host's own /dev.
+/** Bind host directory `src` at `target` inside (read-only if asked). */
+export const bindSpec = (src: string, target: string, readOnly = false): MountSpec =>
+  ({ target, source: path.resolve(src), fstype: 'none', options: `bind,private${readOnly ? ',ro' : ''}` });
 
 /** The automounts every environment gets, in mount order. */
-export const SYSTEM_MOUNTS: SystemMount[] = [
-  { target: '/proc', args: (t) => ['-t', 'proc', '-o', 'nosuid,nodev,noexec', '--', 'proc', t] },
-  { target: '/sys', args: (t) => ['-t', 'sysfs', '-o', 'nosuid,nodev,noexec,ro', '--', 'sysfs', t] },
-  { target: '/dev', args: bindArgs('/dev') },
-  { target: '/dev/pts', args: bindArgs('/dev/pts') },
-  { target: '/dev/shm', args: (t) => ['-t', 'tmpfs', '-o', 'nosuid,nodev,mode=1777', '--', 'shm', t] },
+export const SYSTEM_MOUNTS: MountSpec[] = [
+  { target: '/proc', source: 'proc', fstype: 'proc', options: 'nosuid,nodev,noexec' },
+  { target: '/sys', source: 'sysfs', fstype: 'sysfs', options: 'nosuid,nodev,noexec,ro' },
+  bindSpec('/dev', '/dev'),
+  bindSpec('/dev/pts', '/dev/pts'),
+  { target: '/dev/shm', source: 'shm', fstype: 'tmpfs', options: 'nosuid,nodev,mode=1777' },
 ];
 
-/** Run mount(8) with `args` (built by bindArgs or a SystemMount) at host path `hostTarget`. */
-export async function mountAt(hostTarget: string, args: (t: string) => string[]): Promise<void> {
-  await run('mount', args(hostTarget), { errorCode: 'JR_E_JOOT' });
+// fstab fields are separated by blanks: escape them (and the escape character) the way mount reads them.
+const fstabField = (x: string) => x.replace(/[\\ \t\n]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
+
+/** An fstab for specs already resolved to host targets (pure). */
+export function fstab(entries: Array<{ spec: MountSpec; hostTarget: string }>): string {
+  return entries.map((e) => [e.spec.source, e.hostTarget, e.spec.fstype, e.spec.options, '0', '0'].map(fstabField).join(' ') + '\n').join('');
 }
 
-/** Unmount a host mount point if it is mounted. */
-export async function unmountPath(hostTarget: string): Promise<void> {
-  if (await isMounted(hostTarget)) await run('umount', ['--', hostTarget], { errorCode: 'JR_E_JOOT' });
+/** Mount all entries, in order, with ONE mount(8) process (`mount -a -T fstab`): each process costs
+ *  more than the mount itself. Returns the host targets that did not get mounted, and why. */
+export async function mountAll(entries: Array<{ spec: MountSpec; hostTarget: string }>, scratchDir: string): Promise<{ failed: string[]; why: string }> {
+  if (entries.length === 0) return { failed: [], why: '' };
+  const file = path.join(scratchDir, `.fstab-${process.pid}`);
+  await writeFile(file, fstab(entries));
+  let why = '';
+  try {
+    why = (await run('mount', ['--all', '--fstab', file], { reject: false })).stderr.trim();
+  } finally {
+    await rm(file, { force: true });
+  }
+  const now = new Set((await mounts()).map((m) => m.mountpoint));
+  return { failed: entries.map((e) => e.hostTarget).filter((t) => !now.has(t)), why };
+}
+
+/** Unmount host mount points, in the order given, with one umount(8) process. Returns the ones
+ *  still mounted afterwards (busy), with umount's complaint. */
+export async function unmountAll(targets: string[]): Promise<{ left: string[]; why: string }> {
+  const mounted = new Set((await mounts()).map((m) => m.mountpoint));
+  const todo = targets.filter((t) => mounted.has(t));
+  if (todo.length === 0) return { left: [], why: '' };
+  const r = await run('umount', ['--', ...todo], { reject: false });
+  const now = new Set((await mounts()).map((m) => m.mountpoint));
+  return { left: todo.filter((t) => now.has(t)), why: r.stderr.trim() };
 }
 
 /** Copy host file `p` to the same path inside root, replacing (not following) whatever is there. */

@@ -6,10 +6,10 @@
 import { rm } from 'node:fs/promises';
 import { JrError, messageOf } from '../errors.js';
 import { loadState, mountImage, saveState, unmountImage, type MountState } from '../image/mount.js';
-import { isMounted } from '../image/mountinfo.js';
+import { isMounted, mounts } from '../image/mountinfo.js';
 import { isAlive, type ProcId } from '../image/pids.js';
 import { metaFileFor, readMeta } from '../image/meta.js';
-import { SYSTEM_MOUNTS, bindArgs, copyHostFile, mkdirInside, mountAt, unmountPath } from '../image/chroot.js';
+import { SYSTEM_MOUNTS, bindSpec, copyHostFile, mkdirInside, mountAll, unmountAll, type MountSpec } from '../image/chroot.js';
 import { envPaths, withEnvLock, type EnvRecord } from './store.js';
 
 export type Holder = ProcId;
@@ -33,6 +33,9 @@ export interface AcquireRequest {
   pin?: boolean;
   system?: boolean;
   binds?: Array<{ source: string; target: string; readOnly: boolean }>;
+  /** More binds decided once the root is mounted (enter reads the user from the environment); may
+   *  throw to refuse, after which the caller still releases. */
+  plan?: (root: string) => Promise<Array<{ source: string; target: string; readOnly: boolean }>>;
   copyFiles?: string[];
 }
 
@@ -50,11 +53,12 @@ async function gc(s: SessionState, save: () => Promise<void>): Promise<string[]>
   s.holders = await live(s.holders);
   for (const i of s.items) i.holders = await live(i.holders);
   await save();
-  for (let k = s.items.length - 1; k >= 0; k--) {
-    const i = s.items[k]!;
-    if (i.holders.length > 0 || i.pinned) continue;
-    try { await unmountPath(i.hostTarget); } catch (e) { problems.push(messageOf(e)); continue; }
-    s.items.splice(k, 1);
+  // Innermost (last mounted) first, all in one umount(8).
+  const unused = s.items.filter((i) => i.holders.length === 0 && !i.pinned).reverse();
+  if (unused.length > 0) {
+    const { left, why } = await unmountAll(unused.map((i) => i.hostTarget));
+    if (left.length > 0) problems.push(`${left.join(', ')}: ${why || 'still mounted'}`);
+    s.items = s.items.filter((i) => !unused.includes(i) || left.includes(i.hostTarget));
     await save();
   }
   if (s.disk && s.holders.length === 0 && !s.pinned && s.items.length === 0) {
@@ -98,24 +102,32 @@ export async function acquire(home: string, rec: EnvRecord, req: AcquireRequest)
     hold(s.holders);
     if (req.pin) s.pinned = true;
     await save();
-    const wanted = [
-      ...(req.system ? SYSTEM_MOUNTS.map((m) => ({ target: m.target, kind: 'system' as const, source: m.target, readOnly: false, args: m.args })) : []),
-      ...(req.binds ?? []).map((b) => ({ target: b.target, kind: 'bind' as const, source: b.source, readOnly: b.readOnly, args: bindArgs(b.source, b.readOnly) })),
+    const binds = [...(req.binds ?? []), ...(req.plan ? await req.plan(p.root) : [])];
+    const wanted: MountSpec[] = [
+      ...(req.system ? SYSTEM_MOUNTS : []),
+      ...binds.map((b) => bindSpec(b.source, b.target, b.readOnly)),
     ];
+    const mounted = new Set((await mounts()).map((m) => m.mountpoint));
+    const fresh: Array<{ spec: MountSpec; hostTarget: string }> = [];
     for (const w of wanted) {
       let item = s.items.find((i) => i.target === w.target);
-      if (item && !(await isMounted(item.hostTarget))) { s.items.splice(s.items.indexOf(item), 1); item = undefined; }
+      if (item && !mounted.has(item.hostTarget)) { s.items.splice(s.items.indexOf(item), 1); item = undefined; }
       if (!item) {
         const hostTarget = await mkdirInside(p.root, w.target);
-        // Recorded before mounting: a crash right after mount(8) must not leak an unrecorded mount.
-        item = { target: w.target, hostTarget, kind: w.kind, source: w.source, readOnly: w.readOnly, holders: [], pinned: false };
+        item = { target: w.target, hostTarget, kind: SYSTEM_MOUNTS.includes(w) ? 'system' : 'bind', source: w.source, readOnly: /(^|,)ro(,|$)/.test(w.options), holders: [], pinned: false };
         s.items.push(item);
-        await save();
-        try { await mountAt(hostTarget, w.args); } catch (e) { s.items.pop(); await save(); throw e; }
+        fresh.push({ spec: w, hostTarget });
       }
       hold(item.holders);
       if (req.pin) item.pinned = true;
+    }
+    // Recorded before mounting: a crash right after mount(8) must not leak an unrecorded mount.
+    await save();
+    const { failed, why } = await mountAll(fresh, p.dir);
+    if (failed.length > 0) {
+      s.items = s.items.filter((i) => !failed.includes(i.hostTarget));
       await save();
+      throw new JrError('JR_E_JOOT', `could not mount ${failed.join(', ')} in joot "${rec.name}": ${why}`);
     }
     for (const f of req.copyFiles ?? []) await copyHostFile(p.root, f);
     return p.root;

@@ -109,3 +109,43 @@ describe.skipIf(!isRoot)('rawmount (root)', () => {
     expect((await capture(() => main(['--umount', mp]))).err).toContain('nothing rawmounted');
   });
 });
+
+// The no-root mode for real: rawmount run as nobody edits a qcow2 (qemu-storage-daemon FUSE export,
+// then fuse2fs on it), with only unprivileged FUSE (fusermount3) between it and the kernel.
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const haveFusermount = await run('sh', ['-c', 'command -v fusermount3 || command -v fusermount'], { reject: false }).then((r) => r.exitCode === 0);
+
+describe.skipIf(!isRoot || !haveFusermount)('rawmount --fuse as an unprivileged user', () => {
+  let dir: string;
+  const asNobody = (file: string, args: string[]) => run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', file, ...args],
+    { reject: false, cleanEnv: true, env: { PATH: process.env.PATH, HOME: dir, RAWMOUNT_STATE_DIR: path.join(dir, 'state') } });
+  beforeAll(async () => {
+    expect((await run(path.join(REPO, 'scripts/rawmount'), ['--help'], { reject: false })).exitCode).toBe(0); // builds dist/
+    dir = await mkdtemp('/var/tmp/rawmount-nobody-');
+    const img = await fsImage(path.join(dir, 'root.img'), await busyboxTree(path.join(dir, 'tree')));
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', img, path.join(dir, 'o.qcow2')]);
+    await run('chown', ['-R', '65534:65534', dir]);
+  });
+  afterAll(async () => {
+    expect(await leftovers(dir)).toEqual(NOTHING);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('mounts, edits and unmounts a qcow2 without root', async () => {
+    const cli = path.join(REPO, 'dist/cli/rawmount.js');
+    const mp = path.join(dir, 'mnt');
+    const m = await asNobody(process.execPath, [cli, '--fuse', path.join(dir, 'o.qcow2'), mp]);
+    expect(m.exitCode, m.stderr).toBe(0);
+    const procs = (await leftovers(dir)).procs.join('\n');
+    expect(procs).toContain('qemu-storage-daemon');
+    expect(procs).toContain('fuse2fs');
+    const e = await asNobody('sh', ['-c', `echo edited > ${mp}/etc/motd && cat ${mp}/etc/debian_version`]);
+    expect(e.stdout).toBe('12.99-fixture\n');
+    const u = await asNobody(process.execPath, [cli, '--umount', mp]);
+    expect(u.exitCode, u.stderr).toBe(0);
+    expect(await leftovers(dir)).toEqual(NOTHING);
+    // Without root, the loop mode is refused with a pointer to --fuse.
+    const r = await asNobody(process.execPath, [cli, path.join(dir, 'root.img'), mp]);
+    expect(r.stderr).toContain('use --fuse');
+  });
+});
