@@ -6,6 +6,7 @@
 // format drivers and mounted (read-only, without journal replay) on the host. See image/mount.ts.
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { JrError } from '../errors.js';
 import { run } from '../proc.js';
 import { blkid, imageInfo, isMountableFs, probeLayout, type Partition } from '../image/probe.js';
@@ -98,8 +99,11 @@ export async function importImage(cfg: JootConfig, file: string, o: { name?: str
     for (const f of ['root.img', 'vmlinuz', 'initrd.img']) {
       if (await stat(path.join(tmp, f)).then(() => true, () => false)) files[f] = await digestFile(path.join(tmp, f));
     }
+    const importedFrom = { file: src, format: info.format, ...(part ? { partition: part.nr } : {}) };
     await writeMeta(path.join(tmp, 'image.json'), {
-      name, ...facts, fstype, importedFrom: { file: src, format: info.format, ...(part ? { partition: part.nr } : {}) },
+      name, ...facts, fstype, importedFrom,
+      // jobrunner records the recipe of each base; for an import the recipe is "this file, this way".
+      recipeHash: createHash('sha256').update(JSON.stringify({ importedFrom, source: files['root.img']?.sha256 })).digest('hex'),
       builtAt: new Date().toISOString(), files,
     });
     await rename(tmp, dest);

@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { run, spawn } from '../../src/proc.js';
 import { digestFile } from '../../src/image/meta.js';
 import { parseMountinfo } from '../../src/image/mountinfo.js';
+import { loadBaseImage } from '../../src/image/base.js';
 import { busyboxTree, fsImage, leftovers, NOTHING, partitionedImage } from '../integration/mount-fixtures.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -164,6 +165,8 @@ describe.skipIf(!haveBase || !isRoot)('joot against base-image/default', () => {
     expect(meta.files['root.img'].sha256).toBe(baseBefore.sha256); // same filesystem, bit for bit
     expect(meta).toMatchObject({ suite: 'bookworm', arch: 'amd64', importedFrom: { format: 'vmdk' } });
     expect(meta.files.vmlinuz).toBeDefined();
+    // jobrunner accepts it as a base image (complete: root.img, vmlinuz, initrd.img, sizes match).
+    expect((await loadBaseImage(path.join(home, 'imported'), 'vmdeb')).rootSha256).toBe(baseBefore.sha256);
     expect((await joot(['create', 'vm', 'vmdeb'])).exitCode).toBe(0);
     expect((await joot(['enter', 'vm', '--', 'cat', '/etc/debian_version'])).stdout).toMatch(/^12\.\d+\n$/);
     await rm(vmdk);
