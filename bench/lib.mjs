@@ -14,13 +14,13 @@ export function median(xs) {
 }
 
 /** Make a trivial job image (exit 0) with the real mkimage; returns its path. */
-export function trivialJob(dir, name = 'trivial', script = 'echo ok') {
+export function trivialJob(dir, name = 'trivial', script = 'echo ok', extra = ['--extra', '64M']) {
   const tree = path.join(dir, `${name}.tree`);
   mkdirSync(path.join(tree, 'bin'), { recursive: true });
   writeFileSync(path.join(tree, 'bin', 'construir'), `#!/bin/sh\n${script}\n`);
   chmodSync(path.join(tree, 'bin', 'construir'), 0o755);
   const img = path.join(dir, `${name}.img`);
-  execFileSync(path.join(ROOT, 'scripts', 'mkimage'), [tree, '-o', img, '--extra', '64M', '--force'], { stdio: 'ignore' });
+  execFileSync(path.join(ROOT, 'scripts', 'mkimage'), [tree, '-o', img, ...extra, '--force'], { stdio: 'ignore' });
   return img;
 }
 
