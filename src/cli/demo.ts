@@ -1,6 +1,6 @@
 // `jobrunner demo`: package examples/hello with mkimage, run it through the service with --once,
 // then show the job's output and where the result is. (./jobrunner runs scripts/setup first.)
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadSettings, REPO_ROOT } from '../config.js';
@@ -21,6 +21,7 @@ export async function demoMain(argv: string[]): Promise<number> {
   const say = (s: string): void => { process.stdout.write(`\n==> ${s}\n`); };
   say(`packaging examples/hello into ${settings.queue}/hello.img`);
   const stamp = new Date().toISOString();
+  await mkdir(settings.queue, { recursive: true });
   const code = await mkimage([path.join(REPO_ROOT, 'examples', 'hello'), '-o', path.join(settings.queue, 'hello.img'), '--extra', '256M']);
   if (code !== 0) return code;
   say('running the service with --once (a TCG boot takes ~10 s)');

@@ -65,6 +65,8 @@ async function mkimage(argv: string[]): Promise<number> {
   if (srcStat.isFile() && tarball === null) throw new JrError('JR_E_USAGE', `${source} is a file but not a .tar, .tar.gz, .tgz or .tar.xz tarball`);
   const name = path.basename(source).replace(/\.(tar(\.gz|\.xz)?|tgz)$/, '');
   const out = path.resolve(values.output ?? `${name}.img`);
+  const outDir = await stat(path.dirname(out)).catch(() => null);
+  if (!outDir?.isDirectory()) throw new JrError('JR_E_USAGE', `cannot write ${out}: directory ${path.dirname(out)} does not exist`);
   if (!values.force && await lstat(out).then(() => true, () => false)) {
     throw new JrError('JR_E_USAGE', `${out} already exists (use --force to replace it)`);
   }
