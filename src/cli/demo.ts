@@ -48,7 +48,8 @@ export async function demoMain(argv: string[]): Promise<number> {
       await extract([`${base}.img.xz`, out]);
       say('files the job left in /job/output:');
       for (const f of await readdir(path.join(out, 'output'))) {
-        process.stdout.write(`  ${f}: ${(await readFile(path.join(out, 'output', f), 'utf8')).trim()}\n`);
+        const text = (await readFile(path.join(out, 'output', f), 'utf8')).trim().split('\n');
+        process.stdout.write(`  ${f}: ${text.join(`\n  ${' '.repeat(f.length + 2)}`)}\n`);
       }
     } finally {
       await rm(out, { recursive: true, force: true });
