@@ -9,8 +9,9 @@ import { blockBytes, lzma2DictProp, type IndexRecord } from './format.js';
 import { lzma2Chunks, storedLzma2, xzLzma2, zeroLzma2, PRESET_DICT, ZERO_DICT } from './lzma2.js';
 import type { XzProcess } from './xzproc.js';
 
-/** Zero blocks are cut at this size: xz -T decoders buffer one block per thread. */
-export const ZERO_BLOCK_MAX = 64 * 1024 * 1024;
+/** Zero blocks are cut at this size: xz -T decoders buffer a whole block per thread, and 24 MiB
+ *  is the block size of xz -T0 -6 itself, so our files never need more decoder memory than xz's. */
+export const ZERO_BLOCK_MAX = 24 * 1024 * 1024;
 /** Holes smaller than this between data ranges are read (as zeros) rather than cut around. */
 export const MERGE_GAP = 1 << 20;
 
