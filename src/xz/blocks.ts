@@ -5,7 +5,7 @@ import { JrError } from '../errors.js';
 import { classify, type ClassifyOptions, type Segment } from './classify.js';
 import { crc32, crc32Zeros } from './crc32.js';
 import { mergeRanges, type Range } from './extents.js';
-import { blockBytes, lzma2DictProp, type IndexRecord } from './format.js';
+import { blockParts, lzma2DictProp, type IndexRecord } from './format.js';
 import { lzma2Chunks, storedLzma2, xzLzma2, zeroLzma2, PRESET_DICT, ZERO_DICT } from './lzma2.js';
 import type { XzProcess } from './xzproc.js';
 
@@ -59,8 +59,8 @@ export async function* segmentsOf(fh: FileHandle, size: number, ranges: readonly
   yield* flushZeros();
 }
 
-/** One finished block: its bytes and its index record. */
-export interface EncodedBlock { bytes: Buffer; record: IndexRecord; kind: Segment['kind'] }
+/** One finished block: its bytes (in pieces, to be written in order), size and index record. */
+export interface EncodedBlock { parts: Buffer[]; size: number; record: IndexRecord; kind: Segment['kind'] }
 
 export interface EncodeContext {
   preset: number;
@@ -79,12 +79,12 @@ export function dictFor(n: number, preset: number): number {
 export async function encodeSegment(seg: Segment, ctx: EncodeContext): Promise<EncodedBlock> {
   if (seg.kind === 'zero') {
     const raw = await zeroLzma2(seg.length);
-    return { ...blockBytes(raw, seg.length, crc32Zeros(seg.length), lzma2DictProp(ZERO_DICT)), kind: 'zero' };
+    return { ...blockParts([raw], seg.length, crc32Zeros(seg.length), lzma2DictProp(ZERO_DICT)), kind: 'zero' };
   }
   const crc = crc32(seg.data);
   if (seg.kind === 'store') {
     // Uncompressed chunks never reference the dictionary: the smallest one is enough.
-    return { ...blockBytes(storedLzma2(seg.data), seg.data.length, crc, lzma2DictProp(ZERO_DICT)), kind: 'store' };
+    return { ...blockParts(storedLzma2(seg.data), seg.data.length, crc, lzma2DictProp(ZERO_DICT)), kind: 'store' };
   }
   const dict = dictFor(seg.data.length, ctx.preset);
   const raw = await xzLzma2(seg.data, ctx.preset, dict, ctx.live);
@@ -93,5 +93,5 @@ export async function encodeSegment(seg: Segment, ctx: EncodeContext): Promise<E
   if (total !== seg.data.length) {
     throw new JrError('JR_E_XZ', `xz produced LZMA2 for ${total} bytes, expected ${seg.data.length}`);
   }
-  return { ...blockBytes(raw, seg.data.length, crc, lzma2DictProp(dict)), kind: 'lzma' };
+  return { ...blockParts([raw], seg.data.length, crc, lzma2DictProp(dict)), kind: 'lzma' };
 }

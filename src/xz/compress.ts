@@ -4,12 +4,12 @@
 // `threads` `xz --format=raw` children at once. Blocks are written in order as they finish, so
 // memory stays at about 2 x threads x blockSize of input plus its output. Figures: docs/COMPRESSION.md.
 import { availableParallelism } from 'node:os';
-import { createHash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { JrError, isJrError, messageOf } from '../errors.js';
-import { encodeSegment, segmentsOf, type EncodedBlock, type EncodeContext } from './blocks.js';
+import { encodeSegment, segmentsOf, type EncodeContext } from './blocks.js';
 import { dataExtents } from './extents.js';
-import { indexAndFooter, streamHeader, type IndexRecord } from './format.js';
+import { indexAndFooter, streamHeader } from './format.js';
+import { BlockWindow, HashingWriter } from './window.js';
 import { PRESET_DICT } from './lzma2.js';
 import type { XzProcess } from './xzproc.js';
 
@@ -56,7 +56,7 @@ export async function compressFile(src: string, dst: string, opts: CompressOptio
   const userBlockSize = opts.blockSize === undefined ? undefined : intOpt('blockSize', opts.blockSize, 4096, 1 << 30, 0);
   const live = new Set<XzProcess>();
   const ctx: EncodeContext = { preset, live };
-  const pending: Promise<EncodedBlock>[] = [];
+  let window: BlockWindow | undefined;
   const killAll = (): void => { for (const p of live) p.child.kill('SIGKILL'); };
   opts.signal?.addEventListener('abort', killAll, { once: true });
   let inFh: FileHandle | undefined;
@@ -73,53 +73,29 @@ export async function compressFile(src: string, dst: string, opts: CompressOptio
     const dataBytes = extents.ranges.reduce((n, [s, e]) => n + e - s, 0);
     const blockSize = userBlockSize ?? defaultBlockSize(dataBytes, threads, preset);
     outFh = await open(dst, 'w');
-    const hash = createHash('sha256');
-    let pos = 0;
-    const write = async (b: Buffer): Promise<void> => {
-      hash.update(b);
-      for (let off = 0; off < b.length;) off += (await outFh!.write(b, off, b.length - off, pos + off)).bytesWritten;
-      pos += b.length;
-    };
-    const detail: NonNullable<CompressResult['detail']> = {
-      blocks: { zero: 0, store: 0, lzma: 0 }, bytes: { zero: 0, store: 0, lzma: 0 }, extents: extents.method, blockSize,
-    };
-    const records: IndexRecord[] = [];
-    const pendingSizes: number[] = [];
-    let pendingBytes = 0;
-    const drainOne = async (): Promise<void> => {
-      pendingBytes -= pendingSizes.shift()!;
-      const b = await pending.shift()!;
-      records.push(b.record);
-      detail.blocks[b.kind]++;
-      detail.bytes[b.kind] += b.record.uncompressedSize;
-      await write(b.bytes);
-    };
-    await write(streamHeader());
-    const sem = new Semaphore(threads);
+    const out = new HashingWriter(outFh);
+    await out.write([streamHeader()]);
     // Output is written in order, so a slow block at the head holds back finished ones behind it.
-    // The window is counted in data bytes (2 x threads x blockSize), not blocks: cheap stored and
-    // zero blocks must not fill it and idle the compressors (measured: half the cores idle for
-    // the last 60% of a run with a 4-block window). It also bounds memory.
-    const maxBytes = 2 * threads * blockSize;
+    // The window is counted in pinned read-buffer bytes (2 x threads x blockSize), not in blocks:
+    // cheap stored and zero blocks must not fill it and idle the compressors (measured: one core
+    // idle for the last 60% of a run with a 4-block window), and it is what bounds memory.
+    window = new BlockWindow(out, 2 * threads * blockSize, 64 * threads);
+    const sem = new Semaphore(threads);
     for await (const seg of segmentsOf(inFh, st.size, extents.ranges, blockSize)) {
       aborted();
       const job = seg.kind === 'lzma' ? sem.run(() => encodeSegment(seg, ctx)) : encodeSegment(seg, ctx);
-      job.catch(() => {}); // observed when drained; this only stops an "unhandled" report meanwhile
-      pending.push(job);
-      const size = seg.kind === 'zero' ? 0 : seg.data.length;
-      pendingSizes.push(size);
-      pendingBytes += size;
-      while (pending.length > 0 && (pendingBytes > maxBytes || pending.length > 64 * threads)) await drainOne();
+      await window.push(job, seg.kind === 'zero' ? null : seg.data.buffer);
     }
-    while (pending.length > 0) await drainOne();
+    await window.flush();
     aborted();
-    await write(indexAndFooter(records));
+    await out.write([indexAndFooter(window.records)]);
     await outFh.close();
     outFh = undefined;
-    return { bytesIn: st.size, bytesOut: pos, sha256: hash.digest('hex'), durationMs: performance.now() - started, detail };
+    const detail = { blocks: window.blocks, bytes: window.bytes, extents: extents.method, blockSize };
+    return { bytesIn: st.size, bytesOut: out.pos, sha256: out.digest(), durationMs: performance.now() - started, detail };
   } catch (e) {
     killAll();
-    await Promise.allSettled(pending);
+    await window?.settle();
     await outFh?.close().catch(() => {});
     if (outFh) await rm(dst, { force: true });
     // Killed children report SIGKILL; the caller wants to know it was their abort.

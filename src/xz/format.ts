@@ -68,11 +68,16 @@ export function blockHeader(compressedSize: number, uncompressedSize: number, di
 /** One index record: what a block occupies (header + data + check, no padding) and decodes to. */
 export interface IndexRecord { unpaddedSize: number; uncompressedSize: number }
 
-/** A complete block: header, LZMA2 data, padding to 4, CRC32 of the uncompressed data. */
-export function blockBytes(lzma2: Buffer, uncompressedSize: number, crc: number, dictProp: number): { bytes: Buffer; record: IndexRecord } {
-  const header = blockHeader(lzma2.length, uncompressedSize, dictProp);
-  const bytes = Buffer.concat([header, lzma2, Buffer.alloc(pad4(lzma2.length)), u32le(crc)]);
-  return { bytes, record: { unpaddedSize: header.length + lzma2.length + CHECK_SIZE, uncompressedSize } };
+/** A complete block as a list of buffers (no copying of the data): header, LZMA2 data, padding
+ *  to 4, CRC32 of the uncompressed data. `lzma2` is the raw LZMA2 stream, possibly in pieces. */
+export function blockParts(lzma2: readonly Buffer[], uncompressedSize: number, crc: number, dictProp: number): { parts: Buffer[]; size: number; record: IndexRecord } {
+  const dataLen = lzma2.reduce((n, b) => n + b.length, 0);
+  const header = blockHeader(dataLen, uncompressedSize, dictProp);
+  const parts = [header, ...lzma2, Buffer.alloc(pad4(dataLen)), u32le(crc)];
+  return {
+    parts, size: header.length + dataLen + pad4(dataLen) + CHECK_SIZE,
+    record: { unpaddedSize: header.length + dataLen + CHECK_SIZE, uncompressedSize },
+  };
 }
 
 /** The index (indicator, record count, records, padding, CRC32) followed by the stream footer. */

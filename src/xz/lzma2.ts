@@ -41,20 +41,21 @@ export function lzma2Chunks(data: Uint8Array): Lzma2Chunk[] {
   }
 }
 
-/** `data` as LZMA2 uncompressed chunks (3 bytes of overhead per 64 KiB), with end marker. */
-export function storedLzma2(data: Uint8Array): Buffer {
+/** `data` as LZMA2 uncompressed chunks (3 bytes of overhead per 64 KiB) with end marker, as a
+ *  list of buffers that reference `data` instead of copying it (a stored block is mostly data). */
+export function storedLzma2(data: Buffer): Buffer[] {
   const n = Math.ceil(data.length / STORED_CHUNK);
-  const out = Buffer.allocUnsafe(data.length + 3 * n + 1);
-  let o = 0;
+  const heads = Buffer.allocUnsafe(3 * n + 1);
+  const out: Buffer[] = [];
   for (let i = 0; i < n; i++) {
     const s = i * STORED_CHUNK;
     const len = Math.min(STORED_CHUNK, data.length - s);
-    out[o] = i === 0 ? 0x01 : 0x02; // the first chunk resets the dictionary
-    out.writeUInt16BE(len - 1, o + 1);
-    out.set(data.subarray(s, s + len), o + 3);
-    o += 3 + len;
+    heads[3 * i] = i === 0 ? 0x01 : 0x02; // the first chunk resets the dictionary
+    heads.writeUInt16BE(len - 1, 3 * i + 1);
+    out.push(heads.subarray(3 * i, 3 * i + 3), data.subarray(s, s + len));
   }
-  out[o] = 0x00;
+  heads[3 * n] = 0x00;
+  out.push(heads.subarray(3 * n));
   return out;
 }
 

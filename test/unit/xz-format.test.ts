@@ -1,7 +1,7 @@
 // Container bytes: VLI, dictionary property, block header, index and footer, checked field by field.
 import { describe, expect, it } from 'vitest';
 import { crc32 } from 'node:zlib';
-import { blockBytes, blockHeader, indexAndFooter, lzma2DictProp, lzma2DictSize, streamHeader, vli } from '../../src/xz/format.js';
+import { blockParts, blockHeader, indexAndFooter, lzma2DictProp, lzma2DictSize, streamHeader, vli } from '../../src/xz/format.js';
 
 function readVli(b: Buffer, at: number): [number, number] {
   let v = 0;
@@ -62,8 +62,11 @@ describe('headers', () => {
 
   it('block: data padded to 4, CRC32 check last, record counts header + data + check', () => {
     const data = Buffer.from([1, 2, 3, 4, 5]);
-    const { bytes, record } = blockBytes(data, 99, 0xdeadbeef, 0);
+    const { parts, size, record } = blockParts([data.subarray(0, 2), data.subarray(2)], 99, 0xdeadbeef, 0);
+    const bytes = Buffer.concat(parts);
+    expect(bytes.length).toBe(size);
     expect(bytes.length % 4).toBe(0);
+    expect(bytes.subarray(blockHeader(5, 99, 0).length, blockHeader(5, 99, 0).length + 5).equals(data)).toBe(true);
     expect(bytes.readUInt32LE(bytes.length - 4)).toBe(0xdeadbeef);
     expect(record).toEqual({ unpaddedSize: blockHeader(5, 99, 0).length + 5 + 4, uncompressedSize: 99 });
   });
