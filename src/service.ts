@@ -1,6 +1,6 @@
 // The service: owns start-up (spool lock, recovery of stale claims, orphan qemu, temp sweep), the
 // watcher, and drain on stop. Emits everything through the one logger; prints nothing itself.
-import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from './config.js';
@@ -13,9 +13,10 @@ import type { Logger } from './log.js';
 import { Scheduler } from './scheduler.js';
 import { claim, dropClaim, listClaims, RUNNING, writeLease, type Claim } from './spool/claim.js';
 import { parseSubmission } from './spool/names.js';
-import { rejectEntry } from './spool/reject.js';
+import { screenClaimed } from './spool/reject.js';
 import { sweepTemps } from './spool/publish.js';
 import { QueueWatcher, type Candidate } from './spool/watcher.js';
+import { findOrphanQemu } from './vm/orphans.js';
 
 export interface ServiceOptions {
   settings: Settings;
@@ -66,6 +67,7 @@ export class Service {
       dir: s.queue, settleMs: s.settle, rescanMs: s.rescanInterval,
       onReady: (c) => { void this.intake(c).catch((e: unknown) => this.log.error({ err: messageOf(e), file: c.file }, 'intake failed')); },
       onError: (e) => this.log.error({ err: messageOf(e) }, 'queue watcher error'),
+      onRenamed: (from, to) => this.log.warn({ submitted: from, renamed: to }, 'renamed a queue entry whose name is not valid UTF-8'),
     });
     await this.watcher.start();
     if (s.once) this.onceTimer = setInterval(() => { void this.checkOnceDone(); }, 500);
@@ -104,24 +106,29 @@ export class Service {
 
   /** Claims left by a crashed service: kill their qemu, count the attempt, run them again. */
   private async recover(): Promise<void> {
+    // A qemu that outlived its service (pdeathsig should prevent it) still holds a claim's disks:
+    // it must be gone before that claim runs again, or two VMs would write one image.
+    for (const pid of await findOrphanQemu(path.join(this.s.queue, RUNNING), this.s.qemu)) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      this.log.warn({ pid }, 'killed a qemu left by a previous run');
+    }
     for (const st of await listClaims(this.s.queue)) {
-      if (st.orphanQemu) {
-        try { process.kill(st.orphanQemu, 'SIGKILL'); } catch { /* already gone */ }
-        this.log.warn({ pid: st.orphanQemu, dir: st.dir }, 'killed a qemu left by a previous run');
-      }
+      await sweepVmTmp(path.basename(st.dir));
       if (!st.claim) {
-        await sweepVmTmp(path.basename(st.dir));
         await dropClaim(st.dir);
         this.log.info({ dir: st.dir }, 'removed an incomplete claim (its file is still queued)');
         continue;
       }
-      await sweepVmTmp(path.basename(st.dir));
       const c = st.claim;
+      if (await screenClaimed(this.s, c, this.o.version)) {
+        this.log.warn({ id: c.lease.id, name: c.lease.name }, 'rejected a claimed queue entry that is not a plain file');
+        continue;
+      }
       // Only a run that started and was not stopped on purpose counts as an interrupted attempt.
       if (c.lease.startedAt !== null && !c.lease.requeued) c.lease.attempt += 1;
       c.lease.requeued = false;
       await writeLease(c.dir, c.lease);
-      this.log.info({ id: c.lease.id, name: c.lease.name, attempt: c.lease.attempt }, 'requeued a job interrupted by a previous run');
+      this.log.info({ id: c.lease.id, name: c.lease.name, attempt: c.lease.attempt, lastError: c.lease.lastError }, 'requeued a job interrupted by a previous run');
       this.schedule(c);
     }
   }
@@ -132,15 +139,15 @@ export class Service {
     if (!sub) { this.log.debug({ file: c.file }, 'ignoring a queue entry that is not *.img or *.img.xz'); return; }
     this.claiming.add(c.file);
     try {
-      const st = await lstat(path.join(this.s.queue, c.file)).catch(() => null);
-      if (!st) return;
-      if (!st.isFile()) {
-        await rejectEntry(this.s, sub, st, this.o.version);
-        this.log.warn({ file: c.file }, 'rejected a queue entry that is not a regular file');
+      // Claim whatever the entry is, then look at it where the submitter can no longer swap it.
+      const claimed = await claim(this.s.queue, sub, c.mtime, c.submitted);
+      if (!claimed) return;
+      const rejected = await screenClaimed(this.s, claimed, this.o.version);
+      if (rejected) {
+        this.log.warn({ file: c.file, status: rejected }, 'rejected a queue entry that is not a plain file');
         return;
       }
-      const claimed = await claim(this.s.queue, sub, c.mtime);
-      if (claimed) this.schedule(claimed);
+      this.schedule(claimed);
     } finally {
       this.claiming.delete(c.file);
     }

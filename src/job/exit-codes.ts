@@ -25,6 +25,6 @@ export function exitCodeFor(end: VmEnd, jobExit: number | null): number {
     case 'bad-image': return EXIT.badImage;
     case 'boot-failed': return EXIT.bootFailed;
     case 'aborted': return EXIT.interrupted;
-    case 'crashed': return EXIT.crashed;
+    case 'crashed': case 'killed': return EXIT.crashed;
   }
 }

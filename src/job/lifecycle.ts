@@ -1,24 +1,25 @@
-// One job, start to finish, as a list of named steps: prepare -> base -> run -> compress ->
-// publish -> drop claim. Each step registers the cleanup of what it creates the moment it exists;
-// cleanups run in reverse in `finally`. The submitted input is never modified: the VM writes a
-// sparse copy, so a rerun or a rejection always starts from what was submitted.
-import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+// One job, start to finish, as a list of named steps: screen -> prepare -> base -> run -> publish
+// -> drop claim. Each step registers the cleanup of what it creates the moment it exists; cleanups
+// run in reverse in `finally`. The submitted input is never modified: the VM writes a sparse copy,
+// so a rerun or a rejection always starts from what was submitted.
+import { lstat, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError, isJrError, messageOf } from '../errors.js';
 import { copySparse } from '../fsutil.js';
-import { loadBaseImage, type BaseImage } from '../image/base.js';
+import { loadBaseImage } from '../image/base.js';
 import { claimPaths, dropClaim, writeLease, type Claim } from '../spool/claim.js';
-import { publish, tempName } from '../spool/publish.js';
-import { compressFile } from '../xz/compress.js';
-import { decompressFile, verifyXz } from '../xz/decompress.js';
+import { screenClaimed } from '../spool/reject.js';
+import { decompressFile } from '../xz/decompress.js';
 import { sha256File } from './digest.js';
-import { seconds, type JobStatus } from './result.js';
+import { publishResult, type RunFacts, type Verdict } from './publish-result.js';
 import { publishesToDone, transition, verbFor, type FinalStatus, type JobState } from './state.js';
 import { handOver } from './run-as.js';
-import { checkJobImage } from './validate.js';
+import { checkInputFile, checkJobImage } from './validate.js';
 import { runJobVm, type AccelState, type VmRunOutcome } from './vm-run.js';
+
+export type { Verdict } from './publish-result.js';
 
 export type JobEvent =
   | { type: 'started'; id: string; name: string; attempt: number }
@@ -48,8 +49,6 @@ export type JobEnd =
   | { kind: 'requeued' }
   | { kind: 'stuck'; reason: string };
 
-interface Verdict { status: FinalStatus; exitCode: number | null; reason: string; publishWork: boolean }
-
 /** Map a VM outcome to a final status ('aborted' is handled before this). */
 export function verdictOf(out: VmRunOutcome): Verdict {
   switch (out.end) {
@@ -58,8 +57,13 @@ export function verdictOf(out: VmRunOutcome): Verdict {
     case 'boot-failed': return { status: 'boot-failed', exitCode: null, reason: out.reason, publishWork: true };
     case 'bad-image': return { status: 'rejected', exitCode: null, reason: out.reason, publishWork: false };
     case 'crashed': case 'aborted': return { status: 'failed', exitCode: null, reason: out.reason, publishWork: true };
+    // Killed from outside is not the job's doing: an error of the host, the image kept as it was.
+    case 'killed': return { status: 'error', exitCode: null, reason: out.reason, publishWork: true };
   }
 }
+
+// A compressed input can exceed its content by the xz container overhead, never by more.
+const xzSlack = (cap: number): number => cap + Math.ceil(cap / 64) + (1 << 20);
 
 /** Run a claimed job to a published result (or a requeue on shutdown). Never throws for job faults. */
 export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd> {
@@ -68,15 +72,18 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
   const paths = claimPaths(dir);
   const cleanups: Array<() => Promise<unknown>> = [];
   let state: JobState = 'claimed';
-  const timings = { boot: null as number | null, run: null as number | null, compress: null as number | null };
-  let inputBytes: number | null = null;
-  let inputSha: string | null = null;
-  let base: BaseImage | null = null;
-  let vm: VmRunOutcome | null = null;
+  const facts: RunFacts = { timings: { boot: null, run: null, compress: null }, input: { bytes: null, sha256: null }, base: null, vm: null };
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t = Date.now();
     try { return await fn(); } finally { emit({ type: 'step', id: lease.id, step: name, ms: Date.now() - t }); }
   };
+
+  // Intake screens every claim; this covers claims recovered after a crash and direct callers.
+  const screened = await screenClaimed(s, claim, deps.version);
+  if (screened) {
+    emit({ type: 'finished', id: lease.id, name: lease.name, status: 'rejected', reason: 'not a plain file', path: screened });
+    return { kind: 'published', status: 'rejected', file: screened };
+  }
 
   lease.startedAt = new Date().toISOString();
   lease.servicePid = process.pid;
@@ -92,15 +99,17 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         throw new JrError('JR_E_INTERNAL', `interrupted: the service stopped while running this job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts})`);
       }
       await step('prepare', async () => {
-        inputBytes = (await stat(input)).size;
-        inputSha = await sha256File(input);
         await rm(paths.work, { force: true });
         cleanups.push(() => rm(paths.work, { force: true }));
+        facts.input.bytes = (await lstat(input)).size;
+        // Size first, by fstat: a huge sparse file is refused without reading (or hashing) it.
+        await checkInputFile(input, lease.compressed ? xzSlack(s.maxImageSize) : s.maxImageSize);
+        facts.input.sha256 = await sha256File(input);
         if (lease.compressed) await decompressFile(input, paths.work, { sizeCap: s.maxImageSize, signal: deps.signal });
         else { await checkJobImage(input, s.maxImageSize); await copySparse(input, paths.work); }
         await checkJobImage(paths.work, s.maxImageSize);
       });
-      base = await step('base-image', async () => {
+      facts.base = await step('base-image', async () => {
         try {
           return await loadBaseImage(s.baseImageDir, lease.base ?? s.baseImage);
         } catch (e) {
@@ -115,15 +124,16 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       const vmTmp = await mkdtemp(path.join(os.tmpdir(), vmTmpPrefix(lease.id)));
       cleanups.push(() => rm(vmTmp, { recursive: true, force: true }));
       await handOver(deps.runAs, [paths.work, vmTmp]);
-      const chosen = base;
-      vm = await step('run', () => runJobVm({
+      const chosen = facts.base;
+      const vm = await step('run', () => runJobVm({
         image: paths.work, base: chosen, settings: s, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(() => undefined); },
       }, deps.accel));
+      facts.vm = vm;
       if (vm.end === 'aborted') return await requeue(vm.reason);
       emit({ type: 'booted', id: lease.id, name: lease.name, accel: vm.accel });
-      timings.boot = vm.bootMs;
-      timings.run = vm.bootMs === null ? null : vm.totalMs - vm.bootMs;
+      facts.timings.boot = vm.bootMs;
+      facts.timings.run = vm.bootMs === null ? null : vm.totalMs - vm.bootMs;
       verdict = verdictOf(vm);
     } catch (e) {
       if (deps.signal.aborted) return await requeue('shutdown');
@@ -134,61 +144,27 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
 
     state = transition(state, verbFor(verdict.status));
     const target = publishesToDone(verdict.status) ? s.done : s.failed;
-    const temps: Record<string, string> = {};
-    let output: JobStatus['output'] = null;
-    if (verdict.publishWork) {
-      const tmpXz = tempName(target, `${lease.name}.img.xz`);
-      cleanups.push(() => rm(tmpXz, { force: true }));
-      const c = await step('compress', () => compressFile(paths.work, tmpXz));
-      await step('verify', () => verifyXz(tmpXz, { sizeCap: s.maxImageSize }));
-      timings.compress = c.durationMs;
-      output = { bytes: c.bytesOut, sha256: c.sha256 };
-      temps['img.xz'] = tmpXz;
-    } else {
-      // Not run (or not runnable): publish what was submitted, untouched, as evidence.
-      const ext = lease.compressed ? 'img.xz' : 'img';
-      const tmpIn = tempName(target, `${lease.name}.${ext}`);
-      cleanups.push(() => rm(tmpIn, { force: true }));
-      await rename(input, tmpIn).catch(async (e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EXDEV') throw e;
-        await copySparse(input, tmpIn);
-      });
-      temps[ext] = tmpIn;
+    const ctx = { claim, target, sizeCap: s.maxImageSize, version: deps.version, step };
+    let file: string;
+    let status = verdict.status;
+    try {
+      file = await publishResult(ctx, verdict, facts);
+    } catch (e) {
+      // Disk full or I/O error while publishing: the partial result is gone, the input is still in
+      // the claim. Keep the job's fate visible right away: an `error` status in failed/ with the
+      // submitted input as evidence (a far smaller write); only if that fails too does the job
+      // stay claimed for the next start.
+      const reason = `could not publish the ${verdict.status} result to ${target}: ${messageOf(e)}; the submitted input is kept here instead (the run: ${verdict.reason})`;
+      try {
+        file = await publishResult({ ...ctx, target: s.failed }, { status: 'error', exitCode: verdict.exitCode, reason, publishWork: false }, facts);
+        status = 'error';
+      } catch (e2) {
+        return await stuck(`${reason}; publishing that to ${s.failed} failed too: ${messageOf(e2)}`);
+      }
     }
-    const tmpLog = tempName(target, `${lease.name}.log`);
-    cleanups.push(() => rm(tmpLog, { force: true }));
-    const consoleText = await readFile(paths.log).catch(() => Buffer.alloc(0));
-    await writeFile(tmpLog, Buffer.concat([consoleText, Buffer.from(`\n[jobrunner] ${verdict.status}: ${verdict.reason}\n`)]));
-    temps.log = tmpLog;
-
-    const finishedAt = new Date().toISOString();
-    const finalName = await step('publish', () => publish(target, lease.name, {
-      temps,
-      status: (publishedAs): JobStatus => ({
-        name: lease.name, id: lease.id, status: verdict.status, exitCode: verdict.exitCode, reason: verdict.reason,
-        submitted: lease.submitted, publishedAs, attempt: lease.attempt,
-        submittedAt: lease.submittedAt, startedAt: lease.startedAt, finishedAt,
-        durations: {
-          wait: seconds(Date.parse(lease.startedAt ?? finishedAt) - Date.parse(lease.submittedAt)),
-          boot: seconds(timings.boot), run: seconds(timings.run), compress: seconds(timings.compress),
-        },
-        input: { bytes: inputBytes, sha256: inputSha },
-        output,
-        baseImage: base ? { name: base.name, sha256: base.rootSha256 } : null,
-        accel: vm?.accel ?? null,
-        console: vm ? { bytes: vm.consoleBytes, truncated: vm.consoleTruncated, lastLine: vm.lastLine } : null,
-        version: deps.version,
-      }),
-    }));
     await dropClaim(dir);
-    const file = path.join(target, `${finalName}.json`);
-    emit({ type: 'finished', id: lease.id, name: lease.name, status: verdict.status, reason: verdict.reason, path: file });
-    return { kind: 'published', status: verdict.status, file };
-  } catch (e) {
-    // Publishing failed (disk full, I/O error): the input is still in the claim; the next start retries.
-    const reason = `could not publish: ${messageOf(e)}`;
-    emit({ type: 'stuck', id: lease.id, name: lease.name, reason });
-    return { kind: 'stuck', reason };
+    emit({ type: 'finished', id: lease.id, name: lease.name, status, reason: verdict.reason, path: file });
+    return { kind: 'published', status, file };
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   }
@@ -199,5 +175,16 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
     await writeLease(dir, lease);
     emit({ type: 'requeued', id: lease.id, name: lease.name, reason });
     return { kind: 'requeued' };
+  }
+
+  /** Nothing could be published: keep the claim (input untouched) and say why in the lease. */
+  async function stuck(reason: string): Promise<JobEnd> {
+    lease.lastError = reason;
+    // Not an interrupted attempt: the next start retries it without counting towards max-attempts.
+    lease.requeued = true;
+    lease.qemuPid = null;
+    await writeLease(dir, lease).catch(() => undefined);
+    emit({ type: 'stuck', id: lease.id, name: lease.name, reason });
+    return { kind: 'stuck', reason };
   }
 }

@@ -1,7 +1,7 @@
 // Host-side checks on a job image before any VM sees it. Pure reads of a few bytes through a
 // no-follow handle: untrusted images never reach the host kernel's filesystem code or a shell.
-import { open } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
 import { JrError } from '../errors.js';
 import { formatBytes } from '../units.js';
 
@@ -29,28 +29,28 @@ export function describeForeignHeader(head: Buffer): string | null {
 }
 
 /**
+ * Check that `file` is a regular file (not a link, device or FIFO), non-empty and within `maxBytes`,
+ * by one no-follow open and fstat: nothing is read, so a huge sparse file costs nothing to refuse.
+ * Throws JR_E_INPUT with a specific reason; returns the size.
+ */
+export async function checkInputFile(file: string, maxBytes: number): Promise<ImageCheck> {
+  const fh = await openNoFollow(file);
+  try {
+    return { bytes: checkStat(await fh.stat(), maxBytes) };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * Check that `file` is a regular file (not a link, device or FIFO), non-empty, within `maxBytes`,
  * and starts like an ext2/3/4 filesystem. Throws JR_E_INPUT with a specific reason.
  */
 export async function checkJobImage(file: string, maxBytes: number): Promise<ImageCheck> {
-  let fh;
+  const fh = await openNoFollow(file);
   try {
-    // O_NONBLOCK: opening a FIFO must not hang us; O_NOFOLLOW: a symlink is refused, not followed.
-    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ELOOP' ? 'it is a symbolic link' : code === 'EACCES' ? 'it cannot be read (permission denied)'
-      : code === 'ENOENT' ? 'it does not exist' : `it cannot be opened (${code})`;
-    throw new JrError('JR_E_INPUT', `not a usable job image: ${why}`, { cause: e });
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new JrError('JR_E_INPUT', `not a usable job image: it is not a regular file (${kind(st)})`);
-    if (st.size === 0) throw new JrError('JR_E_INPUT', 'not a usable job image: it is empty (0 bytes)');
-    if (st.size > maxBytes) {
-      throw new JrError('JR_E_INPUT', `not a usable job image: ${formatBytes(st.size)} exceeds the ${formatBytes(maxBytes)} limit (max-image-size)`);
-    }
-    if (st.size < MIN_EXT_BYTES) throw new JrError('JR_E_INPUT', `not a usable job image: ${st.size} bytes is too small to hold an ext2/3/4 filesystem`);
+    const size = checkStat(await fh.stat(), maxBytes);
+    if (size < MIN_EXT_BYTES) throw new JrError('JR_E_INPUT', `not a usable job image: ${size} bytes is too small to hold an ext2/3/4 filesystem`);
     const head = Buffer.alloc(4096);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
     const h = head.subarray(0, bytesRead);
@@ -59,10 +59,31 @@ export async function checkJobImage(file: string, maxBytes: number): Promise<Ima
     if (h.length < EXT_MAGIC_OFFSET + 2 || h.readUInt16LE(EXT_MAGIC_OFFSET) !== 0xef53) {
       throw new JrError('JR_E_INPUT', 'not a usable job image: no ext2/3/4 superblock (make images with scripts/mkimage)');
     }
-    return { bytes: st.size };
+    return { bytes: size };
   } finally {
     await fh.close();
   }
+}
+
+async function openNoFollow(file: string): Promise<FileHandle> {
+  try {
+    // O_NONBLOCK: opening a FIFO must not hang us; O_NOFOLLOW: a symlink is refused, not followed.
+    return await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ELOOP' ? 'it is a symbolic link' : code === 'EACCES' ? 'it cannot be read (permission denied)'
+      : code === 'ENOENT' ? 'it does not exist' : `it cannot be opened (${code})`;
+    throw new JrError('JR_E_INPUT', `not a usable job image: ${why}`, { cause: e });
+  }
+}
+
+function checkStat(st: Stats, maxBytes: number): number {
+  if (!st.isFile()) throw new JrError('JR_E_INPUT', `not a usable job image: it is not a regular file (${kind(st)})`);
+  if (st.size === 0) throw new JrError('JR_E_INPUT', 'not a usable job image: it is empty (0 bytes)');
+  if (st.size > maxBytes) {
+    throw new JrError('JR_E_INPUT', `not a usable job image: ${formatBytes(st.size)} exceeds the ${formatBytes(maxBytes)} limit (max-image-size)`);
+  }
+  return st.size;
 }
 
 function kind(st: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): string {

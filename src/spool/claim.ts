@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncPath, pidAlive, writeFileAtomic } from '../fsutil.js';
+import { fsyncPath, writeFileAtomic } from '../fsutil.js';
 import type { Submission } from './names.js';
 
 export interface Lease {
@@ -24,6 +24,8 @@ export interface Lease {
   startedAt: string | null;
   /** Set when a shutdown stopped the run on purpose: that run does not count as an attempt. */
   requeued?: boolean;
+  /** Why the last run could not be published (the claim was kept for the next start). */
+  lastError?: string;
 }
 
 export interface Claim {
@@ -50,16 +52,18 @@ export async function writeLease(dir: string, lease: Lease): Promise<void> {
 }
 
 /**
- * Claim queue/<file>: write the lease first, then rename the file in. A crash between the two
- * leaves a lease without input, which recovery deletes (the file is still queued). Returns null
- * when the file vanished (claimed or removed by someone else).
+ * Claim queue/<file>: write the lease first, then rename the entry in, whatever it is (rename
+ * never follows links or opens anything); the caller screens the claimed entry (spool/reject.ts)
+ * where the submitter can no longer swap it. A crash between the two leaves a lease without input,
+ * which recovery deletes (the file is still queued). Returns null when the file vanished (claimed
+ * or removed by someone else). `submitted` overrides the shown name (undecodable names).
  */
-export async function claim(queueDir: string, sub: Submission, mtime: Date): Promise<Claim | null> {
+export async function claim(queueDir: string, sub: Submission, mtime: Date, submitted?: string): Promise<Claim | null> {
   const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const dir = path.join(queueDir, RUNNING, id);
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const lease: Lease = {
-    id, name: sub.name, submitted: sub.file, base: sub.base, compressed: sub.compressed, attempt: 1,
+    id, name: sub.name, submitted: submitted ?? sub.file, base: sub.base, compressed: sub.compressed, attempt: 1,
     servicePid: process.pid, qemuPid: null, submittedAt: mtime.toISOString(), claimedAt: new Date().toISOString(), startedAt: null,
   };
   await writeLease(dir, lease);
@@ -77,13 +81,16 @@ export async function claim(queueDir: string, sub: Submission, mtime: Date): Pro
 }
 
 export interface StaleClaim {
+  /** null: no lease or no input (a claim interrupted half-way; its file is still queued). */
   claim: Claim | null;
   dir: string;
-  /** qemu process of the dead service still running for this claim, if any. */
-  orphanQemu: number | null;
 }
 
-/** List claims in queue/.running (at start-up, all of them are stale: we hold the spool lock). */
+/**
+ * List claims in queue/.running (at start-up, all of them are stale: we hold the spool lock).
+ * An input of any type counts (it is screened again before it runs): an interrupted claim of a
+ * directory must be moved aside by the screen, not deleted with its claim.
+ */
 export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
   const root = path.join(queueDir, RUNNING);
   const out: StaleClaim[] = [];
@@ -91,22 +98,12 @@ export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
     const dir = path.join(root, id);
     let lease: Lease | null = null;
     try { lease = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8')) as Lease; } catch { lease = null; }
-    if (!lease) { out.push({ claim: null, dir, orphanQemu: null }); continue; }
+    if (!lease) { out.push({ claim: null, dir }); continue; }
     const input = path.join(dir, inputName(lease.compressed));
-    const has = await lstat(input).then((s) => s.isFile(), () => false);
-    const orphan = lease.qemuPid && pidAlive(lease.qemuPid) && await cmdlineMentions(lease.qemuPid, dir) ? lease.qemuPid : null;
-    out.push({ claim: has ? { dir, lease, input } : null, dir, orphanQemu: orphan });
+    const has = await lstat(input).then(() => true, () => false);
+    out.push({ claim: has ? { dir, lease, input } : null, dir });
   }
   return out;
-}
-
-/** True when /proc/<pid>/cmdline contains `needle` (so we only kill the qemu that used this claim). */
-export async function cmdlineMentions(pid: number, needle: string): Promise<boolean> {
-  try {
-    return (await readFile(`/proc/${pid}/cmdline`)).toString('utf8').includes(needle);
-  } catch {
-    return false;
-  }
 }
 
 /** Remove an empty or finished claim directory. */

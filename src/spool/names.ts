@@ -41,3 +41,58 @@ export function resultName(stem: string): string {
   while (Buffer.byteLength(s) > 200) s = s.slice(0, -1);
   return s;
 }
+
+/** True when `file` names a job submission (*.img or *.img.xz, not ignored). */
+export function isSubmissionName(file: string): boolean {
+  return parseSubmission(file) !== null;
+}
+
+const NAME_MAX = 255;
+const strict = new TextDecoder('utf-8', { fatal: true });
+
+/** Split raw name bytes into valid UTF-8 characters (strings) and undecodable bytes (numbers). */
+function pieces(raw: Buffer): Array<string | number> {
+  const out: Array<string | number> = [];
+  for (let i = 0; i < raw.length;) {
+    let took = 0;
+    // A UTF-8 sequence is 1-4 bytes; the shortest length that decodes to one code point is it.
+    for (let n = 1; n <= 4 && i + n <= raw.length && took === 0; n++) {
+      try {
+        const s = strict.decode(raw.subarray(i, i + n));
+        if ([...s].length === 1) { out.push(s); took = n; }
+      } catch { /* not a complete sequence of length n */ }
+    }
+    if (took === 0) { out.push(raw[i]!); took = 1; }
+    i += took;
+  }
+  return out;
+}
+
+/** True when the name bytes are valid UTF-8 (Node strings hold them without loss). */
+export function isUtf8Name(raw: Buffer): boolean {
+  return Buffer.from(raw.toString('utf8'), 'utf8').equals(raw);
+}
+
+/** The raw name for people and status files: valid characters kept, undecodable bytes as \xNN. */
+export function showName(raw: Buffer): string {
+  return pieces(raw).map((p) => (typeof p === 'number' ? `\\x${p.toString(16).padStart(2, '0')}` : p)).join('');
+}
+
+/**
+ * A UTF-8 queue name for an undecodable one: each bad byte becomes %XX, the .img/.img.xz suffix is
+ * kept and the result fits NAME_MAX. `n` > 0 adds -n before the suffix (to avoid an existing name).
+ */
+export function safeQueueName(raw: Buffer, n = 0): string {
+  const lossy = raw.toString('utf8');
+  const suffix = lossy.endsWith('.img.xz') ? '.img.xz' : lossy.endsWith('.img') ? '.img' : '';
+  const stemBytes = raw.subarray(0, raw.length - Buffer.byteLength(suffix));
+  const tail = `${n > 0 ? `-${n}` : ''}${suffix}`;
+  const room = NAME_MAX - Buffer.byteLength(tail);
+  let stem = '';
+  for (const p of pieces(stemBytes)) {
+    const s = typeof p === 'number' ? `%${p.toString(16).toUpperCase().padStart(2, '0')}` : p;
+    if (Buffer.byteLength(stem) + Buffer.byteLength(s) > room) break;
+    stem += s;
+  }
+  return `${stem || 'job'}${tail}`;
+}

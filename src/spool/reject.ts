@@ -1,12 +1,15 @@
-// Queue entries refused before any claim (not regular files: symlinks, FIFOs, devices, directories).
-// They get failed/NAME.json with status `rejected`; a link or special file is removed from the
-// queue (removing a symlink never touches its target), a directory is moved aside into failed/.
+// Claimed inputs that are not plain files of ours are refused before anything opens them. The
+// check runs on the claimed name (queue/.running/<id>/input.*, a directory only we write), so a
+// submitter cannot swap the entry between the check and the use. The entry is never opened,
+// followed, written or published as evidence: a symlink or device node in failed/ would point at
+// host files, and a hard link there would hand a host file's content to whoever reads results.
+// Each rejection leaves failed/NAME.json with status `rejected` and a reason naming the problem.
 import type { Stats } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
+import { lstat, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import type { JobStatus } from '../job/result.js';
-import type { Submission } from './names.js';
+import { dropClaim, type Claim } from './claim.js';
 import { publish } from './publish.js';
 
 function kindOf(st: Stats): string {
@@ -19,20 +22,66 @@ function kindOf(st: Stats): string {
   return 'not a regular file';
 }
 
-/** Refuse a queue entry that is not a regular file, leaving failed/NAME.json. */
-export async function rejectEntry(s: Settings, sub: Submission, st: Stats, version: string): Promise<void> {
-  const entry = path.join(s.queue, sub.file);
-  const reason = `not a usable job image: it is ${kindOf(st)}, not a regular file`;
+/** Why an entry (from lstat) cannot be a job image, or null when it is a plain single-link file. */
+export function entryProblem(st: Stats): string | null {
+  if (!st.isFile()) return `not a usable job image: it is ${kindOf(st)}, not a regular file`;
+  // A second link means the same inode has a name outside our claim (possibly a host file).
+  if (st.nlink > 1) return `not a usable job image: it has ${st.nlink} hard links (submit a copy, not a link)`;
+  return null;
+}
+
+// Screening is serialised: two hard links to one file claimed at once must not both be unlinked.
+let chain: Promise<unknown> = Promise.resolve();
+function serialized<T>(fn: () => Promise<T>): Promise<T> {
+  const p = chain.then(fn);
+  chain = p.catch(() => undefined);
+  return p;
+}
+
+/**
+ * Screen the claimed input (lstat only). Fine: null. Otherwise publish the rejection, dispose of
+ * the entry without reading it, drop the claim and return the status file path.
+ */
+export function screenClaimed(s: Settings, c: Claim, version: string): Promise<string | null> {
+  return serialized(async () => {
+    const st = await lstat(c.input).catch(() => null);
+    if (!st) return null;
+    const problem = entryProblem(st);
+    if (!problem) return null;
+    const aside = path.join(s.failed, `.rejected-${c.lease.id}.dir`);
+    const reason = `${problem}; ${disposal(st, aside)}`;
+    const file = await publishRejection(s, c, reason, st, version);
+    await dispose(c.input, st, aside);
+    await dropClaim(c.dir);
+    return file;
+  });
+}
+
+function disposal(st: Stats, aside: string): string {
+  if (st.isDirectory()) return `moved aside, untouched, to ${aside}`;
+  if (st.isSymbolicLink()) return 'the link was removed from the queue, never followed; its target is untouched';
+  if (st.isFile()) return 'this name was unlinked from the queue; the file itself and its other names are untouched';
+  return 'it was removed from the queue without being opened';
+}
+
+/** Remove our name for the entry; a directory (which may hold someone's files) is moved aside instead. */
+async function dispose(input: string, st: Stats, aside: string): Promise<void> {
+  if (st.isDirectory()) await rename(input, aside);
+  else await unlink(input);
+}
+
+async function publishRejection(s: Settings, c: Claim, reason: string, st: Stats, version: string): Promise<string> {
+  const l = c.lease;
   const now = new Date().toISOString();
-  await publish(s.failed, sub.name, {
+  const name = await publish(s.failed, l.name, {
     temps: {},
     status: (publishedAs): JobStatus => ({
-      name: sub.name, id: `rejected-${Date.now().toString(36)}`, status: 'rejected', exitCode: null, reason,
-      submitted: sub.file, publishedAs, attempt: 0, submittedAt: st.mtime.toISOString(), startedAt: null, finishedAt: now,
-      durations: { wait: null, boot: null, run: null, compress: null }, input: { bytes: null, sha256: null },
+      name: l.name, id: l.id, status: 'rejected', exitCode: null, reason,
+      submitted: l.submitted, publishedAs, attempt: l.attempt, submittedAt: l.submittedAt, startedAt: null, finishedAt: now,
+      durations: { wait: null, boot: null, run: null, compress: null },
+      input: { bytes: st.isFile() ? st.size : null, sha256: null },
       output: null, baseImage: null, accel: null, console: null, version,
     }),
   });
-  if (st.isDirectory()) await rename(entry, path.join(s.failed, `.rejected-${Date.now().toString(36)}-dir`)).catch(() => undefined);
-  else await unlink(entry).catch(() => undefined);
+  return path.join(s.failed, `${name}.json`);
 }

@@ -30,7 +30,7 @@ export interface LaunchOptions {
   signal?: AbortSignal;
 }
 
-export type VmEnd = 'exited' | 'bad-image' | 'boot-failed' | 'timeout' | 'aborted' | 'crashed';
+export type VmEnd = 'exited' | 'bad-image' | 'boot-failed' | 'timeout' | 'aborted' | 'crashed' | 'killed';
 
 export interface VmOutcome {
   end: VmEnd;
@@ -51,6 +51,9 @@ export interface VmOutcome {
   stderrTail: string;
   argv: string[];
 }
+
+/** Signals that only ever come from outside a process (never from its own fault). */
+const OUTSIDE_SIGNALS = new Set(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']);
 
 /** The argv actually executed: qemu, wrapped in setpriv so it dies with us and (optionally) drops to runAs. */
 export function launchArgv(opts: Pick<LaunchOptions, 'qemuBinary' | 'spec' | 'runAs'>): string[] {
@@ -82,20 +85,25 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
   const jobRo = await open(opts.spec.jobImage, constants.O_RDONLY | constants.O_NOFOLLOW).catch(async (e: unknown) => { await root.close(); await jobRw.close(); throw e; });
   let child: Child;
   try {
+    // Its own process group (detached): our kills reach anything qemu (or a wrapper) started.
     child = spawn(argv[0]!, argv.slice(1), {
-      env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe', extraFds: [root.fd, jobRw.fd, jobRo.fd],
+      env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe', extraFds: [root.fd, jobRw.fd, jobRo.fd], detached: true,
     });
   } finally {
     await Promise.all([root.close(), jobRw.close(), jobRo.close()]);
   }
   if (child.pid) opts.onSpawn?.(child.pid);
+  const signalGroup = (sig: NodeJS.Signals): void => {
+    try { if (child.pid) { process.kill(-child.pid, sig); return; } } catch { /* group gone: try the process */ }
+    child.kill(sig);
+  };
 
   let killTimer: NodeJS.Timeout | undefined;
   const kill = (end: VmEnd, reason: string): void => {
     if (killedFor || child.exitCode !== null) return;
     killedFor = { end, reason };
-    child.kill('SIGTERM');
-    killTimer = setTimeout(() => child.kill('SIGKILL'), opts.killGraceMs);
+    signalGroup('SIGTERM');
+    killTimer = setTimeout(() => signalGroup('SIGKILL'), opts.killGraceMs);
   };
   const bootTimer = setTimeout(() => kill('boot-failed',
     `no sign of life from the guest within ${Math.round(opts.bootTimeoutMs / 1000)}s`), opts.bootTimeoutMs);
@@ -123,6 +131,8 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
 
   const result = await child;
   clearTimeout(bootTimer); clearTimeout(termTimer); clearTimeout(killTimer);
+  // Whatever is left in qemu's process group outlived the VM: it has no business running on.
+  try { if (child.pid) process.kill(-child.pid, 'SIGKILL'); } catch { /* nothing left */ }
   opts.signal?.removeEventListener('abort', onAbort);
   await log.close();
 
@@ -144,14 +154,27 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
       reason: `the guest could not use the job image (${badImage}): not a mountable ext2/3/4 filesystem` };
   }
   if (k) return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: k.reason };
+  // Not our kill: a signal from outside (an operator, the host's OOM killer). qemu turns TERM/INT/HUP
+  // into an orderly exit, so its own "terminating on signal" line counts as well. A fault signal
+  // (SEGV, ABRT, ...) is qemu crashing, which a guest may provoke: that stays a crash below.
+  const terminated = /terminating on signal (\d+)/.exec(base.stderrTail);
+  const outside = base.qemuSignal !== null && OUTSIDE_SIGNALS.has(base.qemuSignal) ? base.qemuSignal
+    : terminated ? `signal ${terminated[1]}` : null;
+  if (outside !== null) {
+    return { ...base, end: 'killed', exitCode: null, clean: false,
+      reason: `qemu was killed by ${outside} from outside jobrunner (an operator or the host's OOM killer), ${bootMs === null ? 'before the guest started' : 'while the job ran'}` };
+  }
   if (initramfsFailure !== null) {
     return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: `the guest failed to boot: ${initramfsFailure}` };
   }
   if (bootMs === null) {
+    if (base.qemuSignal) {
+      return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: `qemu crashed (${base.qemuSignal}) before the guest started` };
+    }
     const why = base.stderrTail ? `qemu failed: ${base.stderrTail.split('\n').slice(-3).join(' | ')}`
       : `qemu ended (exit ${base.qemuExitCode ?? base.qemuSignal}) before the guest started`;
     return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: why };
   }
   return { ...base, end: 'crashed', exitCode: null, clean: false,
-    reason: `the guest stopped without reporting an exit status (qemu exit ${base.qemuExitCode ?? base.qemuSignal}); last console line: ${parser.lastLine || '(none)'}` };
+    reason: `the guest stopped without reporting an exit status (${base.qemuSignal ? `qemu crashed: ${base.qemuSignal}` : `qemu exit ${base.qemuExitCode}`}); last console line: ${parser.lastLine || '(none)'}` };
 }

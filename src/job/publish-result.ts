@@ -1,0 +1,98 @@
+// The last part of a job: turn what happened into files in done/ or failed/ (mail-style, through
+// spool/publish). Either the VM's work image (compressed, verified) or the submitted input,
+// untouched, as evidence; the console log; NAME.json last. On any failure every temp this attempt
+// made is removed and the submitted input is still in its claim: the caller decides what next.
+import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { copySparse } from '../fsutil.js';
+import type { BaseImage } from '../image/base.js';
+import type { Claim } from '../spool/claim.js';
+import { claimPaths } from '../spool/claim.js';
+import { publish, tempName } from '../spool/publish.js';
+import { compressFile } from '../xz/compress.js';
+import { verifyXz } from '../xz/decompress.js';
+import { seconds, type JobStatus } from './result.js';
+import type { FinalStatus } from './state.js';
+import type { VmRunOutcome } from './vm-run.js';
+
+export interface Verdict { status: FinalStatus; exitCode: number | null; reason: string; publishWork: boolean }
+
+export interface RunFacts {
+  timings: { boot: number | null; run: number | null; compress: number | null };
+  input: { bytes: number | null; sha256: string | null };
+  base: BaseImage | null;
+  vm: VmRunOutcome | null;
+}
+
+export interface PublishContext {
+  claim: Claim;
+  target: string;
+  sizeCap: number;
+  version: string;
+  step: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+}
+
+/** Publish one result under the lease's name in `target`; returns the path of NAME.json. */
+export async function publishResult(ctx: PublishContext, verdict: Verdict, facts: RunFacts): Promise<string> {
+  const { claim, target, step } = ctx;
+  const { lease, input } = claim;
+  const temps: Record<string, string> = {};
+  let output: JobStatus['output'] = null;
+  let moved: string | null = null;
+  let published = false;
+  try {
+    if (verdict.publishWork) {
+      const tmpXz = tempName(target, `${lease.name}.img.xz`);
+      temps['img.xz'] = tmpXz;
+      const c = await step('compress', () => compressFile(claimPaths(claim.dir).work, tmpXz));
+      await step('verify', () => verifyXz(tmpXz, { sizeCap: ctx.sizeCap }));
+      facts.timings.compress = c.durationMs;
+      output = { bytes: c.bytesOut, sha256: c.sha256 };
+    } else {
+      // Not run (or not runnable): publish what was submitted, untouched, as evidence. A second
+      // link (not a rename) so a failure later can never lose the input: it stays in the claim.
+      const ext = lease.compressed ? 'img.xz' : 'img';
+      const tmpIn = tempName(target, `${lease.name}.${ext}`);
+      temps[ext] = tmpIn;
+      await link(input, tmpIn).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EXDEV') return copySparse(input, tmpIn);
+        // protected_hardlinks: without root we may not link a file someone else owns. Move it
+        // instead, and move it back if publishing fails (see finally).
+        if (e.code !== 'EPERM') throw e;
+        await rename(input, tmpIn);
+        moved = tmpIn;
+      });
+    }
+    const tmpLog = tempName(target, `${lease.name}.log`);
+    temps.log = tmpLog;
+    const consoleText = await readFile(claimPaths(claim.dir).log).catch(() => Buffer.alloc(0));
+    await writeFile(tmpLog, Buffer.concat([consoleText, Buffer.from(`\n[jobrunner] ${verdict.status}: ${verdict.reason}\n`)]));
+
+    const finishedAt = new Date().toISOString();
+    const { timings, vm, base } = facts;
+    const finalName = await step('publish', () => publish(target, lease.name, {
+      temps,
+      status: (publishedAs): JobStatus => ({
+        name: lease.name, id: lease.id, status: verdict.status, exitCode: verdict.exitCode, reason: verdict.reason,
+        submitted: lease.submitted, publishedAs, attempt: lease.attempt,
+        submittedAt: lease.submittedAt, startedAt: lease.startedAt, finishedAt,
+        durations: {
+          wait: seconds(Date.parse(lease.startedAt ?? finishedAt) - Date.parse(lease.submittedAt)),
+          boot: seconds(timings.boot), run: seconds(timings.run), compress: seconds(timings.compress),
+        },
+        input: facts.input,
+        output,
+        baseImage: base ? { name: base.name, sha256: base.rootSha256 } : null,
+        accel: vm?.accel ?? null,
+        console: vm ? { bytes: vm.consoleBytes, truncated: vm.consoleTruncated, lastLine: vm.lastLine } : null,
+        version: ctx.version,
+      }),
+    }));
+    published = true;
+    return path.join(target, `${finalName}.json`);
+  } finally {
+    if (moved && !published) await rename(moved, input);
+    // publish() consumed the temps on success; after a failure this frees the space they held.
+    for (const t of Object.values(temps)) await rm(t, { force: true }).catch(() => undefined);
+  }
+}
