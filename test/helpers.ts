@@ -56,14 +56,18 @@ export async function makeJob(work: string, name: string, script: string, extraS
   return out;
 }
 
-/** qemu processes whose command line mentions `needle`. */
-export async function qemuProcessesMentioning(needle: string): Promise<number[]> {
+/**
+ * qemu processes tied to `dir`: its disks are inherited fds on files under the spool, so a qemu is
+ * matched by what it holds open (or, for paths given on the command line, by its argv).
+ */
+export async function qemuProcessesFor(dir: string): Promise<number[]> {
   const { readdir, readFile } = await import('node:fs/promises');
+  const { holdsFilesUnder } = await import('../src/vm/orphans.js');
   const pids: number[] = [];
   for (const p of await readdir('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     const cmd = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes('qemu-system') && cmd.includes(needle)) pids.push(Number(p));
+    if (cmd.includes('qemu-system') && (cmd.includes(dir) || await holdsFilesUnder(Number(p), dir))) pids.push(Number(p));
   }
   return pids;
 }

@@ -6,7 +6,7 @@ import { readFile, readdir, rename, writeFile, copyFile } from 'node:fs/promises
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/job/result.js';
-import { HAVE_BASE, REPO, jobrunner, makeJob, qemuProcessesMentioning, runProc, scratch } from '../helpers.js';
+import { HAVE_BASE, REPO, jobrunner, makeJob, qemuProcessesFor, runProc, scratch } from '../helpers.js';
 
 interface Spool { root: string; queue: string; done: string; failed: string; args: string[]; env: NodeJS.ProcessEnv }
 
@@ -139,7 +139,7 @@ describe.skipIf(!HAVE_BASE)('jobrunner service (real qemu)', () => {
     expect(st.reason).toMatch(/past its 20s limit/);
     expect(Date.parse(st.finishedAt) - Date.parse(st.startedAt!)).toBeLessThan(35_000);
     expect(await readFile(path.join(s.failed, 'sleepy.log'), 'utf8')).toContain('sleeping forever');
-    expect(await qemuProcessesMentioning(s.root)).toEqual([]);
+    expect(await qemuProcessesFor(s.root)).toEqual([]);
   });
 
   it('survives SIGKILL of the service mid-job: the job finishes after restart, nothing partial, no orphan qemu', async () => {
@@ -155,7 +155,7 @@ describe.skipIf(!HAVE_BASE)('jobrunner service (real qemu)', () => {
     svc.child.kill('SIGKILL');
     await svc.exited;
     // qemu dies with the service (setpriv --pdeathsig): no orphan is left even before a restart.
-    await waitFor('qemu to die with the service', async () => (await qemuProcessesMentioning(s.root)).length === 0, 10_000);
+    await waitFor('qemu to die with the service', async () => (await qemuProcessesFor(s.root)).length === 0, 10_000);
 
     const again = startService(s, ['--once']);
     expect(await again.exited, again.output()).toBe(0);
@@ -166,7 +166,7 @@ describe.skipIf(!HAVE_BASE)('jobrunner service (real qemu)', () => {
     expect((await runProc(path.join(REPO, 'scripts', 'extract'), [path.join(s.done, 'slow.img.xz'), out])).code).toBe(0);
     expect(await readFile(path.join(out, 'output', 'done'), 'utf8')).toBe('finished\n');
     expect(await leftovers(s)).toEqual([]);
-    expect(await qemuProcessesMentioning(s.root)).toEqual([]);
+    expect(await qemuProcessesFor(s.root)).toEqual([]);
   });
 
   it('on SIGTERM stops intake, kills the running job after the grace period and requeues it', async () => {
@@ -177,7 +177,7 @@ describe.skipIf(!HAVE_BASE)('jobrunner service (real qemu)', () => {
     svc.child.kill('SIGTERM');
     expect(await svc.exited, svc.output()).toBe(0);
     expect(svc.output()).toContain('job requeued');
-    expect(await qemuProcessesMentioning(s.root)).toEqual([]);
+    expect(await qemuProcessesFor(s.root)).toEqual([]);
     const again = startService(s, ['--once']);
     expect(await again.exited, again.output()).toBe(0);
     // A deliberate stop is not an interrupted attempt.
