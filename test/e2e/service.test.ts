@@ -152,6 +152,7 @@ describe.skipIf(!HAVE_BASE)('jobrunner service (real qemu)', () => {
     expect(st.stdout).toMatch(/running \(1\):\n {2}slow \[.*\] running for/);
     expect(st.stdout).toContain('> slow job starting');
 
+    expect(await qemuProcessesFor(s.root)).toHaveLength(1); // the check below is not vacuous
     svc.child.kill('SIGKILL');
     await svc.exited;
     // qemu dies with the service (setpriv --pdeathsig): no orphan is left even before a restart.
