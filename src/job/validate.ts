@@ -78,7 +78,7 @@ async function openNoFollow(file: string): Promise<FileHandle> {
 }
 
 function checkStat(st: Stats, maxBytes: number): number {
-  if (!st.isFile()) throw new JrError('JR_E_INPUT', `not a usable job image: it is not a regular file (${kind(st)})`);
+  if (!st.isFile()) throw new JrError('JR_E_INPUT', `not a usable job image: it is not a regular file (${fileKind(st)})`);
   if (st.size === 0) throw new JrError('JR_E_INPUT', 'not a usable job image: it is empty (0 bytes)');
   if (st.size > maxBytes) {
     throw new JrError('JR_E_INPUT', `not a usable job image: ${formatBytes(st.size)} exceeds the ${formatBytes(maxBytes)} limit (max-image-size)`);
@@ -86,7 +86,9 @@ function checkStat(st: Stats, maxBytes: number): number {
   return st.size;
 }
 
-function kind(st: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): string {
+/** What kind of file system object `st` (from lstat or fstat) describes, for refusal messages. */
+export function fileKind(st: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): string {
+  if (st.isSymbolicLink()) return 'a symbolic link';
   if (st.isDirectory()) return 'a directory';
   if (st.isFIFO()) return 'a FIFO';
   if (st.isSocket()) return 'a socket';

@@ -9,22 +9,13 @@ import { lstat, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import type { JobStatus } from '../job/result.js';
+import { fileKind } from '../job/validate.js';
 import { dropClaim, type Claim } from './claim.js';
 import { publish } from './publish.js';
 
-function kindOf(st: Stats): string {
-  if (st.isSymbolicLink()) return 'a symbolic link';
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isCharacterDevice()) return 'a character device';
-  return 'not a regular file';
-}
-
 /** Why an entry (from lstat) cannot be a job image, or null when it is a plain single-link file. */
 export function entryProblem(st: Stats): string | null {
-  if (!st.isFile()) return `not a usable job image: it is ${kindOf(st)}, not a regular file`;
+  if (!st.isFile()) return `not a usable job image: it is ${fileKind(st)}, not a regular file`;
   // A second link means the same inode has a name outside our claim (possibly a host file).
   if (st.nlink > 1) return `not a usable job image: it has ${st.nlink} hard links (submit a copy, not a link)`;
   return null;
