@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { JrError, isJrError, messageOf } from '../errors.js';
-import { encodeSegment, segmentsOf, type EncodeContext } from './blocks.js';
+import { BufferPool, encodeSegment, segmentsOf, type EncodeContext } from './blocks.js';
 import { dataExtents } from './extents.js';
 import { indexAndFooter, streamHeader } from './format.js';
 import { BlockWindow, HashingWriter } from './window.js';
@@ -79,9 +79,10 @@ export async function compressFile(src: string, dst: string, opts: CompressOptio
     // The window is counted in pinned read-buffer bytes (2 x threads x blockSize), not in blocks:
     // cheap stored and zero blocks must not fill it and idle the compressors (measured: one core
     // idle for the last 60% of a run with a 4-block window), and it is what bounds memory.
-    window = new BlockWindow(out, 2 * threads * blockSize, 64 * threads);
+    const pool = new BufferPool(blockSize);
+    window = new BlockWindow(out, 2 * threads * blockSize, 64 * threads, (ab) => pool.give(ab));
     const sem = new Semaphore(threads);
-    for await (const seg of segmentsOf(inFh, st.size, extents.ranges, blockSize)) {
+    for await (const seg of segmentsOf(inFh, st.size, extents.ranges, pool)) {
       aborted();
       const job = seg.kind === 'lzma' ? sem.run(() => encodeSegment(seg, ctx)) : encodeSegment(seg, ctx);
       await window.push(job, seg.kind === 'zero' ? null : seg.data.buffer);

@@ -43,7 +43,8 @@ export class BlockWindow {
   private readonly pins = new Map<ArrayBufferLike, number>();
   private pinnedBytes = 0;
 
-  constructor(private readonly out: HashingWriter, private readonly maxBytes: number, private readonly maxJobs: number) {}
+  constructor(private readonly out: HashingWriter, private readonly maxBytes: number, private readonly maxJobs: number,
+    private readonly release: (pin: ArrayBufferLike) => void = () => {}) {}
 
   /** Add a job whose data lives in `pin` (a read buffer; null for zero blocks); may write blocks to make room. */
   async push(job: Promise<EncodedBlock>, pin: ArrayBufferLike | null): Promise<void> {
@@ -72,13 +73,16 @@ export class BlockWindow {
     const { job, pin } = this.jobs[0]!;
     const b = await job;
     this.jobs.shift();
-    if (pin) {
-      const n = this.pins.get(pin)! - 1;
-      if (n === 0) { this.pins.delete(pin); this.pinnedBytes -= pin.byteLength; } else this.pins.set(pin, n);
-    }
     this.records.push(b.record);
     this.blocks[b.kind]++;
     this.bytes[b.kind] += b.record.uncompressedSize;
-    await this.out.write(b.parts);
+    await this.out.write(b.parts); // stored blocks' parts are views of the pinned buffer: write first
+    if (pin) {
+      const n = this.pins.get(pin)! - 1;
+      if (n > 0) { this.pins.set(pin, n); return; }
+      this.pins.delete(pin);
+      this.pinnedBytes -= pin.byteLength;
+      this.release(pin);
+    }
   }
 }
