@@ -94,6 +94,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
 
   try {
     let verdict: Verdict;
+    let inputHash: Promise<string | null> = Promise.resolve(null);
     try {
       if (lease.attempt > s.maxAttempts) {
         throw new JrError('JR_E_INTERNAL', `interrupted: the service stopped while running this job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts})`);
@@ -104,7 +105,9 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         facts.input.bytes = (await lstat(input)).size;
         // Size first, by fstat: a huge sparse file is refused without reading (or hashing) it.
         await checkInputFile(input, lease.compressed ? xzSlack(s.maxImageSize) : s.maxImageSize);
-        facts.input.sha256 = await sha256File(input);
+        // Hashing a large sparse input takes seconds: do it while the VM runs (the input is never
+        // written), and collect the digest before publishing.
+        inputHash = sha256File(input).catch(() => null);
         if (lease.compressed) await decompressFile(input, paths.work, { sizeCap: s.maxImageSize, signal: deps.signal });
         else { await checkJobImage(input, s.maxImageSize); await copySparse(input, paths.work); }
         await checkJobImage(paths.work, s.maxImageSize);
@@ -148,6 +151,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
     let file: string;
     let status = verdict.status;
     try {
+      facts.input.sha256 = await inputHash;
       file = await publishResult(ctx, verdict, facts);
     } catch (e) {
       // Disk full or I/O error while publishing: the partial result is gone, the input is still in
