@@ -1,6 +1,7 @@
 // The service: owns start-up (spool lock, recovery of stale claims, orphan qemu, temp sweep), the
 // watcher, and drain on stop. Emits everything through the one logger; prints nothing itself.
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from './config.js';
@@ -52,8 +53,10 @@ export class Service {
 
   async start(): Promise<void> {
     const s = this.s;
-    for (const d of [s.queue, path.join(s.queue, RUNNING), s.done, s.failed]) await mkdir(d, { recursive: true });
+    for (const d of [s.queue, s.done, s.failed]) await mkdir(d, { recursive: true });
     await this.lock();
+    await mkdir(path.join(s.queue, RUNNING), { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+    await this.checkRunningDir();
     const base = await loadBaseImage(s.baseImageDir, s.baseImage);
     const accel = await this.accel.get();
     if (accel.degraded) this.log.warn({ accel: accel.accel }, accel.reason);
@@ -93,15 +96,38 @@ export class Service {
     this.resolveDone();
   }
 
+  /**
+   * One service per spool. The lock lives in queue/, where submitters can create dotfiles: it is
+   * only read when it is a regular file, and (re)created with O_EXCL|O_NOFOLLOW so a planted
+   * symlink can never make us write through it.
+   */
   private async lock(): Promise<void> {
     const file = path.join(this.s.queue, LOCK);
-    const other = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-    if (other && other !== process.pid && pidAlive(other)) {
-      const cmd = await readFile(`/proc/${other}/cmdline`, 'utf8').catch(() => '');
-      if (cmd.includes('jobrunner')) throw new JrError('JR_E_CONFIG', `another jobrunner (pid ${other}) is serving ${this.s.queue}`);
+    const st = await lstat(file).catch(() => null);
+    if (st?.isFile()) {
+      const other = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+      if (other && other !== process.pid && pidAlive(other)) {
+        const cmd = await readFile(`/proc/${other}/cmdline`, 'utf8').catch(() => '');
+        if (cmd.includes('jobrunner')) throw new JrError('JR_E_CONFIG', `another jobrunner (pid ${other}) is serving ${this.s.queue}`);
+      }
     }
-    await writeFile(file, `${process.pid}\n`);
+    if (st) await rm(file, { recursive: true, force: true });
+    const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    try { await fh.writeFile(`${process.pid}\n`); } finally { await fh.close(); }
     this.locked = true;
+  }
+
+  /**
+   * queue/.running must be ours: a submitter could pre-create it (as a directory they can write,
+   * or a symlink), and everything the claim screening relies on assumes only we write there.
+   */
+  private async checkRunningDir(): Promise<void> {
+    const dir = path.join(this.s.queue, RUNNING);
+    const st = await lstat(dir);
+    const uid = process.getuid?.() ?? st.uid;
+    if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
+      throw new JrError('JR_E_CONFIG', `${dir} must be a directory owned by this service and writable only by it (found ${st.isDirectory() ? `mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid}` : 'something else'}); move it away and restart`);
+    }
   }
 
   /** Claims left by a crashed service: kill their qemu, count the attempt, run them again. */

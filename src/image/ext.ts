@@ -71,16 +71,31 @@ export async function listDir(image: string, dir: string): Promise<DirEntry[] | 
   checkImagePath(dir);
   const { stdout, stderr } = await debugfs(image, `ls -p "${dir}"`);
   if (/File not found|not a directory|Ext2 inode is not a directory/i.test(stderr)) return null;
+  return parseLsP(stdout, dir);
+}
+
+/**
+ * Parse `debugfs ls -p` output for directory `dir`. Names come from an untrusted image: anything
+ * that could escape the output directory when dumped ('/', NUL, newline, extra '.'/'..') throws.
+ */
+export function parseLsP(stdout: string, dir: string): DirEntry[] {
   const entries: DirEntry[] = [];
+  let dots = 0;
   for (const line of stdout.split('\n')) {
     if (!line) continue;
     const f = line.split('/');
-    // Format: /inode/mode/uid/gid/name/size/ -> 8 fields with empty first and last.
-    if (f.length !== 8 || f[0] !== '' || f[7] !== '') {
+    // Format: /inode/mode/uid/gid/name/size/ -> 8 fields, empty first and last, numbers where
+    // numbers belong. A name holding '/' or a newline breaks this shape and is refused; one that
+    // forges a whole extra line is caught by the numeric fields or the '.'/'..' count below.
+    const numeric = /^\d+$/.test(f[1] ?? '') && /^[0-7]+$/.test(f[2] ?? '') && /^\d+$/.test(f[3] ?? '') && /^\d+$/.test(f[4] ?? '') && /^\d*$/.test(f[6] ?? '');
+    if (f.length !== 8 || f[0] !== '' || f[7] !== '' || !numeric) {
       throw new JrError('JR_E_INPUT', `refusing to extract: the image has an unsafe file name in ${dir}: ${JSON.stringify(line.slice(0, 120))}`);
     }
     const name = f[5]!;
-    if (name === '.' || name === '..') continue;
+    if (name === '.' || name === '..') {
+      if (++dots > 2) throw new JrError('JR_E_INPUT', `refusing to extract: the image has an extra '${name}' entry in ${dir}`);
+      continue;
+    }
     if (name === '' || name.includes('\0')) throw new JrError('JR_E_INPUT', `refusing to extract: the image has an empty or NUL file name in ${dir}`);
     const mode = parseInt(f[2]!, 8);
     entries.push({ name, mode, isDir: (mode & 0o170000) === 0o040000, size: Number(f[6]) });

@@ -13,7 +13,8 @@ const TABLE: Record<Verb, { from: JobState[]; to: JobState }> = {
   claim: { from: ['queued', 'requeued'], to: 'claimed' },
   start: { from: ['claimed'], to: 'running' },
   succeed: { from: ['running'], to: 'succeeded' },
-  fail: { from: ['running'], to: 'failed' },
+  // From claimed too: a job interrupted max-attempts times fails (`interrupted`) without running again.
+  fail: { from: ['claimed', 'running'], to: 'failed' },
   timeout: { from: ['running'], to: 'timeout' },
   bootFail: { from: ['running'], to: 'boot-failed' },
   reject: { from: ['queued', 'claimed', 'running'], to: 'rejected' },

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncPath, writeFileAtomic } from '../fsutil.js';
-import type { Submission } from './names.js';
+import { resultName, type Submission } from './names.js';
 
 export interface Lease {
   id: string;
@@ -61,14 +61,14 @@ export async function writeLease(dir: string, lease: Lease): Promise<void> {
 export async function claim(queueDir: string, sub: Submission, mtime: Date, submitted?: string): Promise<Claim | null> {
   const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const dir = path.join(queueDir, RUNNING, id);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await mkdir(dir, { mode: 0o755 });
   const lease: Lease = {
     id, name: sub.name, submitted: submitted ?? sub.file, base: sub.base, compressed: sub.compressed, attempt: 1,
     servicePid: process.pid, qemuPid: null, submittedAt: mtime.toISOString(), claimedAt: new Date().toISOString(), startedAt: null,
   };
-  await writeLease(dir, lease);
   const input = path.join(dir, inputName(sub.compressed));
   try {
+    await writeLease(dir, lease); // may fail (disk full): then no claim directory may stay behind
     await rename(path.join(queueDir, sub.file), input);
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
@@ -99,6 +99,8 @@ export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
     let lease: Lease | null = null;
     try { lease = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8')) as Lease; } catch { lease = null; }
     if (!lease) { out.push({ claim: null, dir }); continue; }
+    // The lease is ours, but it sits on disk: never let a name in it steer where results go.
+    lease.name = resultName(lease.name);
     const input = path.join(dir, inputName(lease.compressed));
     const has = await lstat(input).then(() => true, () => false);
     out.push({ claim: has ? { dir, lease, input } : null, dir });

@@ -10,5 +10,7 @@ describe('job state machine', () => {
     expect(() => transition('queued', 'start')).toThrow(/cannot start/);
     expect(transition('claimed', 'reject')).toBe('rejected');
     expect(transition('running', 'requeue')).toBe('requeued');
+    // max-attempts: an interrupted job fails straight from its claim, without running again.
+    expect(transition('claimed', 'fail')).toBe('failed');
   });
 });
