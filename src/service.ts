@@ -65,6 +65,8 @@ export class Service {
       const n = await sweepTemps(d);
       if (n > 0) this.log.info({ dir: d, files: n }, 'removed temp files left by a previous run');
     }
+    const scratch = await sweepVmTmp(s.queue); // no VM of this spool runs now: we hold its lock
+    if (scratch > 0) this.log.info({ dirs: scratch }, 'removed qemu scratch directories left by a previous run');
     await this.recover();
     this.watcher = new QueueWatcher({
       dir: s.queue, settleMs: s.settle, rescanMs: s.rescanInterval,
@@ -139,7 +141,6 @@ export class Service {
       this.log.warn({ pid }, 'killed a qemu left by a previous run');
     }
     for (const st of await listClaims(this.s.queue)) {
-      await sweepVmTmp(path.basename(st.dir));
       if (!st.claim) {
         await dropClaim(st.dir);
         this.log.info({ dir: st.dir }, 'removed an incomplete claim (its file is still queued)');
@@ -212,10 +213,12 @@ export class Service {
   }
 }
 
-/** Remove the qemu scratch directories a crashed run of claim `id` left in the system temp dir. */
-async function sweepVmTmp(id: string): Promise<void> {
-  const prefix = vmTmpPrefix(id);
+/** Remove every qemu scratch directory a previous run of this spool's service left behind. */
+async function sweepVmTmp(queueDir: string): Promise<number> {
+  const prefix = vmTmpPrefix(queueDir);
+  let n = 0;
   for (const f of await readdir(os.tmpdir()).catch(() => [] as string[])) {
-    if (f.startsWith(prefix)) await rm(path.join(os.tmpdir(), f), { recursive: true, force: true });
+    if (f.startsWith(prefix)) { await rm(path.join(os.tmpdir(), f), { recursive: true, force: true }); n++; }
   }
+  return n;
 }

@@ -3,6 +3,7 @@
 // run in reverse in `finally`. The submitted input is never modified: the VM writes a sparse copy,
 // so a rerun or a rejection always starts from what was submitted.
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from '../config.js';
@@ -12,7 +13,7 @@ import { loadBaseImage } from '../image/base.js';
 import { claimPaths, dropClaim, writeLease, type Claim } from '../spool/claim.js';
 import { screenClaimed } from '../spool/reject.js';
 import { decompressFile } from '../xz/decompress.js';
-import { sha256File } from './digest.js';
+import { digestFile } from '../image/meta.js';
 import { publishResult, type RunFacts, type Verdict } from './publish-result.js';
 import { publishesToDone, transition, verbFor, type FinalStatus, type JobState } from './state.js';
 import { handOver } from './run-as.js';
@@ -39,9 +40,13 @@ export interface LifecycleDeps {
   runAs?: { uid: number; gid: number };
 }
 
-/** Prefix of a job's qemu scratch directory under the system temp dir (swept on recovery). */
-export function vmTmpPrefix(id: string): string {
-  return `jobrunner-vm-${id}-`;
+/**
+ * Prefix of qemu scratch directories under the system temp dir: per spool (a short hash of the
+ * queue path), then per job. Start-up, holding the spool lock, removes every one of its spool.
+ */
+export function vmTmpPrefix(queueDir: string, id = ''): string {
+  const spool = createHash('sha256').update(path.resolve(queueDir)).digest('hex').slice(0, 12);
+  return `jobrunner-vm-${spool}-${id}`;
 }
 
 export type JobEnd =
@@ -107,7 +112,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         await checkInputFile(input, lease.compressed ? xzSlack(s.maxImageSize) : s.maxImageSize);
         // Hashing a large sparse input takes seconds: do it while the VM runs (the input is never
         // written), and collect the digest before publishing.
-        inputHash = sha256File(input).catch(() => null);
+        inputHash = digestFile(input).then((d) => d.sha256, () => null);
         if (lease.compressed) await decompressFile(input, paths.work, { sizeCap: s.maxImageSize, signal: deps.signal });
         else { await checkJobImage(input, s.maxImageSize); await copySparse(input, paths.work); }
         await checkJobImage(paths.work, s.maxImageSize);
@@ -124,7 +129,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       if (deps.signal.aborted) return await requeue('shutdown before the VM started');
       state = transition(state, 'start');
       // qemu's scratch (snapshot overlay, boot files): private, per job, reachable by the qemu user.
-      const vmTmp = await mkdtemp(path.join(os.tmpdir(), vmTmpPrefix(lease.id)));
+      const vmTmp = await mkdtemp(path.join(os.tmpdir(), `${vmTmpPrefix(s.queue, lease.id)}-`));
       cleanups.push(() => rm(vmTmp, { recursive: true, force: true }));
       await handOver(deps.runAs, [paths.work, vmTmp]);
       const chosen = facts.base;

@@ -61,3 +61,22 @@ describe.skipIf(!HAVE_BASE)('service start-up guards', () => {
     expect(st.durations.boot).toBeNull(); // it did not boot again
   });
 });
+
+describe.skipIf(!HAVE_BASE)('service start-up sweep', () => {
+  it('removes qemu scratch directories a crashed run of this spool left in the temp dir, and only those', async () => {
+    const { vmTmpPrefix } = await import('../../src/job/lifecycle.js');
+    const os = await import('node:os');
+    const { mkdtemp, readdir } = await import('node:fs/promises');
+    const root = await scratch('guard-sweep');
+    await writeFile(path.join(root, 'c.json'), '{}');
+    const ours = await mkdtemp(path.join(os.tmpdir(), `${vmTmpPrefix(path.join(root, 'queue'), 'gone-1')}-`));
+    const other = await mkdtemp(path.join(os.tmpdir(), `${vmTmpPrefix(path.join(root, 'other-queue'), 'x')}-`));
+    const r = await service(root, ['--once']);
+    expect(r.code, r.out).toBe(0);
+    const left = await readdir(os.tmpdir());
+    expect(left).not.toContain(path.basename(ours));
+    expect(left).toContain(path.basename(other));
+    const { rm } = await import('node:fs/promises');
+    await rm(other, { recursive: true, force: true });
+  });
+});
