@@ -179,6 +179,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
   }
 
   async function requeue(reason: string): Promise<JobEnd> {
+    state = transition(state, 'requeue');
     lease.requeued = true;
     lease.qemuPid = null;
     await writeLease(dir, lease);
