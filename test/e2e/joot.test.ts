@@ -105,7 +105,11 @@ describe.skipIf(!haveBase || !isRoot)('joot against base-image/default', () => {
     const a = spawn(process.execPath, [CLI, 'enter', 'e1', '--', 'sleep', '4'], { env });
     await until(async () => (await state('e1'))?.holders?.length === 1);
     const b = spawn(process.execPath, [CLI, 'enter', 'e1', '--', 'sleep', '1'], { env });
-    await until(async () => (await state('e1'))?.holders?.length === 2);
+    // b records itself as a holder of the disk, then of each automount (two writes under the
+    // env's lock): wait for the second, or the /proc check below races b's set-up.
+    const procHolders = (st: { items?: Array<{ target: string; holders: unknown[] }> } | null): number =>
+      st?.items?.find((i) => i.target === '/proc')?.holders.length ?? 0;
+    await until(async () => { const st = await state('e1'); return st?.holders?.length === 2 && procHolders(st) === 2; });
     const s = await state('e1');
     const qsd = (await leftovers(path.join(home, 'home/envs/e1'))).procs.filter((p) => p.includes('qemu-storage-daemon'));
     expect(qsd).toHaveLength(1);
