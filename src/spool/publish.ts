@@ -2,12 +2,15 @@
 // directory, fsynced, then linked to its final name (link fails instead of overwriting), and the
 // directory is fsynced. NAME.json goes last: its presence means the result is complete.
 import { link, lstat, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fsyncPath } from '../fsutil.js';
 
 /** Temp files in done/ and failed/ are named .<anything>.tmp; start-up removes leftovers. */
 export function tempName(dir: string, label: string): string {
-  return path.join(dir, `.${label}.${process.pid}.${Date.now().toString(36)}.tmp`);
+  // Unique per call, not per millisecond: two jobs with the same result name can publish at the
+  // same instant, and a shared temp name made one of them fail and delete the other's file.
+  return path.join(dir, `.${label}.${process.pid}.${Date.now().toString(36)}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
 /** Remove temp files a crashed service left in a publish directory; returns how many. */
