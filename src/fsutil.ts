@@ -1,6 +1,6 @@
 // Small durable-filesystem helpers: fsync of files and directories, atomic JSON writes,
 // sparse copies. Used by the spool (claim, lease, publish).
-import { open, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, open, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from './proc.js';
 
@@ -33,4 +33,9 @@ export async function copySparse(src: string, dst: string): Promise<void> {
 export function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/** True when a directory entry exists at `p` (links are not followed: a dangling link exists). */
+export function entryExists(p: string): Promise<boolean> {
+  return lstat(p).then(() => true, () => false);
 }

@@ -1,5 +1,6 @@
 // `scripts/mkimage DIR|TARBALL [-o OUT] [--size SIZE | --extra SIZE] [--fs ext2|ext4]`:
 // a job image from a directory or tarball, without root and without mounting.
+import { entryExists } from '../fsutil.js';
 import { constants } from 'node:fs';
 import { access, lstat, mkdtemp, realpath, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -67,7 +68,7 @@ async function mkimage(argv: string[]): Promise<number> {
   const out = path.resolve(values.output ?? `${name}.img`);
   const outDir = await stat(path.dirname(out)).catch(() => null);
   if (!outDir?.isDirectory()) throw new JrError('JR_E_USAGE', `cannot write ${out}: directory ${path.dirname(out)} does not exist`);
-  if (!values.force && await lstat(out).then(() => true, () => false)) {
+  if (!values.force && await entryExists(out)) {
     throw new JrError('JR_E_USAGE', `${out} already exists (use --force to replace it)`);
   }
 

@@ -2,9 +2,9 @@
 // by the service; the lease beside it records who runs it and how often it was tried. Start-up
 // recovery turns stale claims (a crashed service) back into runnable jobs.
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fsyncPath, writeFileAtomic } from '../fsutil.js';
+import { entryExists, fsyncPath, writeFileAtomic } from '../fsutil.js';
 import { resultName, type Submission } from './names.js';
 
 export interface Lease {
@@ -102,7 +102,7 @@ export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
     // The lease is ours, but it sits on disk: never let a name in it steer where results go.
     lease.name = resultName(lease.name);
     const input = path.join(dir, inputName(lease.compressed));
-    const has = await lstat(input).then(() => true, () => false);
+    const has = await entryExists(input);
     out.push({ claim: has ? { dir, lease, input } : null, dir });
   }
   return out;

@@ -1,10 +1,10 @@
 // Results are published like mail: each file is written under a temp name in the target
 // directory, fsynced, then linked to its final name (link fails instead of overwriting), and the
 // directory is fsynced. NAME.json goes last: its presence means the result is complete.
-import { link, lstat, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { link, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { fsyncPath } from '../fsutil.js';
+import { entryExists, fsyncPath } from '../fsutil.js';
 
 /** Temp files in done/ and failed/ are named .<anything>.tmp; start-up removes leftovers. */
 export function tempName(dir: string, label: string): string {
@@ -22,9 +22,6 @@ export async function sweepTemps(dir: string): Promise<number> {
   return n;
 }
 
-async function exists(p: string): Promise<boolean> {
-  return lstat(p).then(() => true, () => false);
-}
 
 export interface PublishFiles {
   /** Already-written temp files in `dir`, keyed by final extension (e.g. 'img.xz', 'log'). */
@@ -52,7 +49,7 @@ async function publishNow(dir: string, name: string, files: PublishFiles): Promi
   const exts = [...Object.keys(files.temps), 'json'];
   for (let i = 0; ; i++) {
     const finalName = i === 0 ? name : `${name}-${i}`;
-    const taken = await Promise.all(exts.map((e) => exists(path.join(dir, `${finalName}.${e}`))));
+    const taken = await Promise.all(exts.map((e) => entryExists(path.join(dir, `${finalName}.${e}`))));
     if (taken.some(Boolean)) continue;
     // Someone else may take the name between the check and the link: link fails (EEXIST) rather
     // than overwrite, and we move on to the next name.
@@ -71,7 +68,7 @@ async function place(tmp: string, final: string): Promise<boolean> {
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
-    if (await exists(final)) throw Object.assign(new Error(`EEXIST: ${final} exists`), { code: 'EEXIST' });
+    if (await entryExists(final)) throw Object.assign(new Error(`EEXIST: ${final} exists`), { code: 'EEXIST' });
     await rename(tmp, final);
     return false;
   }

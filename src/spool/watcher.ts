@@ -3,6 +3,7 @@
 // Names are read as bytes: a name that is not valid UTF-8 cannot be named by a Node string (it
 // decodes lossily, so rename/lstat of that string fail and the file would sit in the queue forever);
 // such an entry is first renamed, inside the queue, to a UTF-8 name that escapes the bad bytes.
+import { entryExists } from '../fsutil.js';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Stats } from 'node:fs';
 import { lstat, readdir, rename } from 'node:fs/promises';
@@ -94,7 +95,7 @@ export class QueueWatcher {
     for (let i = 0; i < 1000; i++) {
       const to = safeQueueName(raw, i);
       // rename() replaces an existing target: never pick a name someone already uses.
-      if (await lstat(path.join(this.o.dir, to)).then(() => true, () => false)) continue;
+      if (await entryExists(path.join(this.o.dir, to))) continue;
       try {
         await rename(from, path.join(this.o.dir, to));
       } catch (e) {
