@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
 import { JrError } from '../errors.js';
-import { compressFile, type CompressResult } from '../xz/compress.js';
+import { compressFile, DEFAULT_PRESET, type CompressResult } from '../xz/compress.js';
 import { formatBytes, formatDuration, parseSize } from '../units.js';
 
 const HELP = `Usage: jobrunner compress IMAGE [-o OUT] [--threads N] [--preset N] [--block-size SIZE] [-f]
@@ -21,7 +21,8 @@ Options:
   -o, --output OUT     where to write (default: IMAGE.xz); refused if it exists, unless -f
   -f, --force          overwrite OUT if it exists
   --threads N          parallel compressors (default: ${availableParallelism()}, the CPUs available)
-  --preset N           LZMA2 preset 0-9, as xz -0 .. -9 (default 6)
+  --preset N           LZMA2 preset 0-9, as xz -0 .. -9 (default ${DEFAULT_PRESET}, as the service's
+                       --compress-preset: 4-10x faster than 6 for 13-19% more bytes; 6 is xz's default)
   --block-size SIZE    largest uncompressed size of a compressed block, e.g. 8M
                        (default: chosen from the data size, at most 3x the preset's dictionary)
   -h, --help           this help

@@ -28,6 +28,8 @@ export interface PublishContext {
   claim: Claim;
   target: string;
   sizeCap: number;
+  /** xz preset for the result (--compress-preset). */
+  preset: number;
   version: string;
   step: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
 }
@@ -44,12 +46,12 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
     if (verdict.publishWork) {
       const tmpXz = tempName(target, `${lease.name}.img.xz`);
       temps['img.xz'] = tmpXz;
-      const c = await step('compress', () => compressFile(claimPaths(claim.dir).work, tmpXz));
+      const c = await step('compress', () => compressFile(claimPaths(claim.dir).work, tmpXz, { preset: ctx.preset }));
       // Our own output: a full multi-threaded integrity test (xz -t -T0) before the claim (and the
       // job's only other copy of its result) is dropped. The size cap is for untrusted input.
       await step('verify', () => verifyXz(tmpXz));
       facts.timings.compress = c.durationMs;
-      output = { bytes: c.bytesOut, sha256: c.sha256 };
+      output = { bytes: c.bytesOut, sha256: c.sha256, preset: ctx.preset };
     } else {
       // Not run (or not runnable): publish what was submitted, untouched, as evidence. A second
       // link (not a rename) so a failure later can never lose the input: it stays in the claim.

@@ -15,7 +15,8 @@ export interface JobStatus {
   finishedAt: string;
   durations: { wait: number | null; boot: number | null; run: number | null; compress: number | null };
   input: { bytes: number | null; sha256: string | null };
-  output: { bytes: number; sha256: string } | null;
+  /** The published .img.xz: its size, sha256 and the xz preset it was compressed with. */
+  output: { bytes: number; sha256: string; preset: number } | null;
   baseImage: { name: string; sha256: string } | null;
   accel: string | null;
   console: { bytes: number; truncated: boolean; lastLine: string } | null;

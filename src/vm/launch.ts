@@ -86,9 +86,9 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
   let child: Child;
   try {
     // Its own process group (detached): our kills reach anything qemu (or a wrapper) started.
-    child = spawn(argv[0]!, argv.slice(1), {
+    ({ child } = await spawn(argv[0]!, argv.slice(1), {
       env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe', extraFds: [root.fd, jobRw.fd, jobRo.fd], detached: true,
-    });
+    }));
   } finally {
     await Promise.all([root.close(), jobRw.close(), jobRo.close()]);
   }

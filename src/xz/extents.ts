@@ -3,7 +3,7 @@
 // SEEK_DATA is the right question, unlike FIEMAP (filefrag): it accounts for dirty page cache and
 // unwritten extents itself. Ranges it calls holes read as zeros, so trusting it is safe; if the
 // helper is unavailable we fall back to "all data" and zero detection still finds the holes.
-import { run } from '../proc.js';
+import { spawnLean } from '../proc.js';
 
 /** A byte range [start, end) of the file. */
 export type Range = [start: number, end: number];
@@ -56,8 +56,14 @@ export function mergeRanges(ranges: readonly Range[], gap: number): Range[] {
 export async function dataExtents(path: string, size: number): Promise<ExtentMap> {
   const all: ExtentMap = { ranges: size > 0 ? [[0, size]] : [], method: 'none' };
   if (size === 0) return all;
-  const r = await run('perl', ['-e', SCRIPT, '--', path], { reject: false, timeoutMs: 60_000 });
+  const p = spawnLean('perl', ['-e', SCRIPT, '--', path]);
+  let out = '';
+  p.stdout.setEncoding('utf8');
+  p.stdout.on('data', (s: string) => { out += s; });
+  p.stderr.resume();
+  const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
+  const r = await p.done.finally(() => clearTimeout(timer));
   if (r.exitCode !== 0) return all;
-  const ranges = parseRanges(r.stdout, size);
+  const ranges = parseRanges(out, size);
   return ranges ? { ranges, method: 'seek_data' } : all;
 }

@@ -102,9 +102,9 @@ describe.skipIf(!haveBase || !isRoot)('joot against base-image/default', () => {
   });
 
   it('two concurrent enters share one mount; the last to leave unmounts', async () => {
-    const a = spawn(process.execPath, [CLI, 'enter', 'e1', '--', 'sleep', '4'], { env });
+    const { child: a } = await spawn(process.execPath, [CLI, 'enter', 'e1', '--', 'sleep', '4'], { env });
     await until(async () => (await state('e1'))?.holders?.length === 1);
-    const b = spawn(process.execPath, [CLI, 'enter', 'e1', '--', 'sleep', '1'], { env });
+    const { child: b } = await spawn(process.execPath, [CLI, 'enter', 'e1', '--', 'sleep', '1'], { env });
     // b records itself as a holder of the disk, then of each automount (two writes under the
     // env's lock): wait for the second, or the /proc check below races b's set-up.
     const procHolders = (st: { items?: Array<{ target: string; holders: unknown[] }> } | null): number =>
@@ -123,7 +123,7 @@ describe.skipIf(!haveBase || !isRoot)('joot against base-image/default', () => {
 
   it('recovers from an enter killed with SIGKILL', async () => {
     expect((await joot(['create', 'crash'])).exitCode).toBe(0);
-    const c = spawn(process.execPath, [CLI, 'enter', 'crash', '--', 'sleep', '60'], { env, detached: true });
+    const { child: c } = await spawn(process.execPath, [CLI, 'enter', 'crash', '--', 'sleep', '60'], { env, detached: true });
     await until(async () => (await state('crash'))?.holders?.length === 1);
     process.kill(-c.pid!, 'SIGKILL'); // the whole group: joot, chroot, sleep
     await c;

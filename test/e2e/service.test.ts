@@ -78,7 +78,7 @@ describe.skipIf(!HAVE_BASE)('jobrunner service (real qemu)', () => {
   });
 
   it('runs a batch with concurrency 2: success, failure, .img.xz input and a rejected junk file', async () => {
-    const s = await spool('svc-batch', ['--concurrency', '2', '--timeout', '5m']);
+    const s = await spool('svc-batch', ['--concurrency', '2', '--timeout', '5m', '--compress-preset', '0']);
     await submit(s, jobs.hello!, 'hello.img');
     await submit(s, jobs.three!, 'three.img');
     for (const n of ['a', 'b', 'c']) await submit(s, jobs.trivial!, `${n}.img`);
@@ -97,6 +97,7 @@ describe.skipIf(!HAVE_BASE)('jobrunner service (real qemu)', () => {
     expect(hello).toMatchObject({ name: 'hello', status: 'succeeded', exitCode: 0, submitted: 'hello.img', accel: 'tcg', attempt: 1 });
     expect(hello.input.sha256).toBe(await sha256(jobs.hello!));
     expect(hello.output!.sha256).toBe(await sha256(path.join(s.done, 'hello.img.xz')));
+    expect(hello.output!.preset).toBe(0); // --compress-preset reached the compressor's record
     const meta = JSON.parse(await readFile(path.join(REPO, 'base-image', 'default', 'image.json'), 'utf8')) as { files: Record<string, { sha256: string }> };
     expect(hello.baseImage).toEqual({ name: 'default', sha256: meta.files['root.img']!.sha256 });
     for (const k of ['wait', 'boot', 'run', 'compress'] as const) expect(hello.durations[k]).toBeGreaterThanOrEqual(0);

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { run } from '../../src/proc.js';
-import { compressFile, type CompressOptions } from '../../src/xz/compress.js';
+import { compressFile, DEFAULT_PRESET, type CompressOptions } from '../../src/xz/compress.js';
 import { decompressFile } from '../../src/xz/decompress.js';
 import { isJrError } from '../../src/errors.js';
 
@@ -106,6 +106,23 @@ describe('compressFile round trips', () => {
   it('one thread and a tiny block size give the same bytes back', async () => {
     const src = await makeFile([[0, text(300_000, 5)], [MiB, randomBytes(200_000)]], 3 * MiB);
     await roundTrip(src, { threads: 1, blockSize: 64 * 1024, preset: 1 });
+  });
+
+  it('the preset reaches the encoder: dictionary capped by it, the default is DEFAULT_PRESET, 6 is smaller', async () => {
+    // 12 MiB of text in one 12 MiB block: the dictionary is the preset's (0: 256 KiB, 1: 1 MiB, 6: 8 MiB).
+    const src = await makeFile([[0, text(12 * MiB, 9)]], 12 * MiB);
+    const dicts = async (o: CompressOptions): Promise<{ dicts: string[]; bytes: number }> => {
+      const blocks = await roundTrip(src, { threads: 1, blockSize: 12 * MiB, ...o });
+      return { dicts: [...new Set(blocks.map((b) => b.split('\t').at(-1)!))], bytes: (await stat(join(dir, 'out', basename(src) + '.xz'))).size };
+    };
+    expect(DEFAULT_PRESET).toBe(1);
+    const p0 = await dicts({ preset: 0 });
+    const dflt = await dicts({});
+    const p6 = await dicts({ preset: 6 });
+    expect(p0.dicts).toEqual(['--lzma2=dict=256KiB']);
+    expect(dflt.dicts).toEqual(['--lzma2=dict=1MiB']);
+    expect(p6.dicts).toEqual(['--lzma2=dict=8MiB']);
+    expect(p6.bytes).toBeLessThan(dflt.bytes);
   });
 });
 

@@ -39,6 +39,11 @@ describe('configuration', () => {
     expect(() => loadSettings(['--timeout', 'soon'], noEnv)).toThrow(/timeout: must be a duration/);
     expect(() => loadSettings(['--accel', 'xen'], noEnv)).toThrow(/accel/);
     expect(() => loadSettings(['--concurrency', '0'], noEnv)).toThrow(/concurrency: must be a whole number/);
+    expect(() => loadSettings(['--compress-preset', '10'], noEnv)).toThrow(/compressPreset: must be an xz preset from 0 to 9/);
+    expect(() => loadSettings(['--compress-preset', '1.5'], noEnv)).toThrow(/must be an xz preset/);
+    expect(loadSettings([], noEnv).settings.compressPreset).toBe(1);
+    expect(loadSettings(['--compress-preset=6'], noEnv).settings.compressPreset).toBe(6);
+    expect(loadSettings([], { ...noEnv, JOBRUNNER_COMPRESS_PRESET: '0' }).settings.compressPreset).toBe(0);
     expect(() => loadSettings(['--tiemout', '5s'], noEnv)).toThrow(/unknown option --tiemout/);
     expect(() => loadSettings(['--timeout'], noEnv)).toThrow(/Expected --timeout to be followed by a value/);
   });
