@@ -23,7 +23,8 @@ if (process.argv[2] === '--child') {
   if (what === 'compress') {
     const { compressFile } = await import('../dist/xz/compress.js');
     const preset = process.argv[6] === undefined ? undefined : Number(process.argv[6]);
-    console.log(JSON.stringify(await compressFile(src, dst, { preset })));
+    const { layout, ...r } = await compressFile(src, dst, { preset });
+    console.log(JSON.stringify(r));
   } else {
     const { decompressFile } = await import('../dist/xz/decompress.js');
     console.log(JSON.stringify(await decompressFile(src, dst, { sizeCap: 2 ** 40 })));

@@ -12,6 +12,7 @@ import { indexAndFooter, streamHeader } from './format.js';
 import { BlockWindow, HashingWriter } from './window.js';
 import { PRESET_DICT } from './lzma2.js';
 import type { XzProcess } from './xzproc.js';
+import type { BlockLayout } from './verify.js';
 
 /**
  * LZMA2 preset for compressible data when none is given: 1, the knee of the curve on job images.
@@ -28,6 +29,8 @@ export interface CompressResult {
   bytesIn: number; bytesOut: number; sha256: string /* of the .xz written */; durationMs: number;
   /** How the work split up: blocks per kind, bytes per kind, and how holes were found. */
   detail?: { blocks: Record<'zero' | 'store' | 'lzma', number>; bytes: Record<'zero' | 'store' | 'lzma', number>; extents: 'seek_data' | 'none'; blockSize: number };
+  /** Every block as written, for verifyWritten (src/xz/verify.ts). */
+  layout: BlockLayout[];
 }
 
 function intOpt(name: string, v: number | undefined, min: number, max: number, dflt: number): number {
@@ -103,7 +106,7 @@ export async function compressFile(src: string, dst: string, opts: CompressOptio
     await outFh.close();
     outFh = undefined;
     const detail = { blocks: window.blocks, bytes: window.bytes, extents: extents.method, blockSize };
-    return { bytesIn: st.size, bytesOut: out.pos, sha256: out.digest(), durationMs: performance.now() - started, detail };
+    return { bytesIn: st.size, bytesOut: out.pos, sha256: out.digest(), durationMs: performance.now() - started, detail, layout: window.layout };
   } catch (e) {
     killAll();
     await window?.settle();

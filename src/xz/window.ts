@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { EncodedBlock } from './blocks.js';
 import type { IndexRecord } from './format.js';
+import type { BlockLayout } from './verify.js';
 
 type Kind = EncodedBlock['kind'];
 
@@ -37,6 +38,8 @@ export class HashingWriter {
 /** In-order sink for encoded blocks, with the window counted in pinned source-buffer bytes. */
 export class BlockWindow {
   readonly records: IndexRecord[] = [];
+  /** Every block as written, in order (for verifyWritten). */
+  readonly layout: BlockLayout[] = [];
   readonly blocks: Record<Kind, number> = { zero: 0, store: 0, lzma: 0 };
   readonly bytes: Record<Kind, number> = { zero: 0, store: 0, lzma: 0 };
   private readonly jobs: { job: Promise<EncodedBlock>; pin: ArrayBufferLike | null }[] = [];
@@ -74,6 +77,7 @@ export class BlockWindow {
     const b = await job;
     this.jobs.shift();
     this.records.push(b.record);
+    this.layout.push({ kind: b.kind, size: b.size, record: b.record });
     this.blocks[b.kind]++;
     this.bytes[b.kind] += b.record.uncompressedSize;
     await this.out.write(b.parts); // stored blocks' parts are views of the pinned buffer: write first
