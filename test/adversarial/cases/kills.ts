@@ -38,7 +38,8 @@ async function runKills(ctx: Ctx): Promise<RunB> {
   const victim = await job(work, 'victim', 'echo victim started\nsleep 100000');
   // ~12 MB of base64: real LZMA work, so compression lasts long enough to be interrupted.
   const bulky = await job(work, 'bulky', 'echo bulky ran', { 'data.txt': await base64Data(9_000_000) }, '8M');
-  const s = await makeSpool('b', ['--concurrency', '2', '--timeout', '5m']);
+  // Preset 6 (not the default 1): ~4 s of compression instead of ~0.6 s, against a 250 ms poll.
+  const s = await makeSpool('b', ['--concurrency', '2', '--timeout', '5m', '--compress-preset', '6']);
   for (const n of ['sleeper.img', 'victim.img', 'bulky.img']) ctx.ledger.expectResult(s, n);
   await submit(s, sleeper, 'sleeper.img');
   await submit(s, victim, 'victim.img');
