@@ -131,14 +131,19 @@ export function spawnLean(file: string, args: readonly string[], opts: { stdin?:
   const cp = startChild(file, args, { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'] });
   const done = new Promise<LeanExit>((resolve) => {
     let error: Error | null = null;
-    cp.once('error', (e) => {
-      error = e;
+    // `on`, not `once`: a later 'error' (a kill that fails) must not become an uncaught exception.
+    cp.on('error', (e) => {
+      error ??= e;
       // A child that never started gets no 'close' for sure: settle here.
       if (cp.pid === undefined) resolve({ exitCode: null, signal: null, error });
     });
     cp.once('close', (exitCode, signal) => resolve({ exitCode, signal, error }));
   });
-  return { pid: cp.pid, stdin: cp.stdin, stdout: cp.stdout!, stderr: cp.stderr!, done, kill: (sig = 'SIGTERM') => { cp.kill(sig); } };
+  // Out of file descriptors (EMFILE/ENFILE), node gives up before creating the pipes.
+  if (!cp.stdout || !cp.stderr) {
+    throw new JrError('JR_E_PROCESS', `could not start ${file}: no pipes for it (out of file descriptors?)`, { argv: [file, ...args] });
+  }
+  return { pid: cp.pid, stdin: cp.stdin, stdout: cp.stdout, stderr: cp.stderr, done, kill: (sig = 'SIGTERM') => { cp.kill(sig); } };
 }
 
 /** True when an executable named `name` is on PATH. */

@@ -49,7 +49,7 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
       const c = await step('compress', () => compressFile(claimPaths(claim.dir).work, tmpXz, { preset: ctx.preset }));
       // Our own output, checked before the claim (and the job's only other copy of its result) is
       // dropped: its data blocks decoded by xz -t, the rest compared with what we would write.
-      await step('verify', () => verifyWritten(tmpXz, c.layout));
+      await step('verify', () => verifyWritten(tmpXz, c));
       facts.timings.compress = c.durationMs;
       output = { bytes: c.bytesOut, sha256: c.sha256, preset: ctx.preset };
     } else {

@@ -72,8 +72,9 @@ export async function* segmentsOf(fh: FileHandle, size: number, ranges: readonly
   yield* flushZeros();
 }
 
-/** One finished block: its bytes (in pieces, to be written in order), size and index record. */
-export interface EncodedBlock { parts: Buffer[]; size: number; record: IndexRecord; kind: Segment['kind'] }
+/** One finished block: its bytes (in pieces, to be written in order), size, index record, kind and
+ *  the source offset of what it decodes to. */
+export interface EncodedBlock { parts: Buffer[]; size: number; record: IndexRecord; kind: Segment['kind']; offset: number }
 
 export interface EncodeContext {
   preset: number;
@@ -92,12 +93,12 @@ export function dictFor(n: number, preset: number): number {
 export async function encodeSegment(seg: Segment, ctx: EncodeContext): Promise<EncodedBlock> {
   if (seg.kind === 'zero') {
     const raw = await zeroLzma2(seg.length);
-    return { ...blockParts([raw], seg.length, crc32Zeros(seg.length), lzma2DictProp(ZERO_DICT)), kind: 'zero' };
+    return { ...blockParts([raw], seg.length, crc32Zeros(seg.length), lzma2DictProp(ZERO_DICT)), kind: 'zero', offset: seg.offset };
   }
   const crc = crc32(seg.data);
   if (seg.kind === 'store') {
     // Uncompressed chunks never reference the dictionary: the smallest one is enough.
-    return { ...blockParts(storedLzma2(seg.data), seg.data.length, crc, lzma2DictProp(ZERO_DICT)), kind: 'store' };
+    return { ...blockParts(storedLzma2(seg.data), seg.data.length, crc, lzma2DictProp(ZERO_DICT)), kind: 'store', offset: seg.offset };
   }
   const dict = dictFor(seg.data.length, ctx.preset);
   const raw = await xzLzma2(seg.data, ctx.preset, dict, ctx.live);
@@ -106,5 +107,5 @@ export async function encodeSegment(seg: Segment, ctx: EncodeContext): Promise<E
   if (total !== seg.data.length) {
     throw new JrError('JR_E_XZ', `xz produced LZMA2 for ${total} bytes, expected ${seg.data.length}`);
   }
-  return { ...blockParts([raw], seg.data.length, crc, lzma2DictProp(dict)), kind: 'lzma' };
+  return { ...blockParts([raw], seg.data.length, crc, lzma2DictProp(dict)), kind: 'lzma', offset: seg.offset };
 }

@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { JrError, isJrError, messageOf } from '../errors.js';
-import { BufferPool, encodeSegment, segmentsOf, type EncodeContext } from './blocks.js';
+import { BufferPool, encodeSegment, MERGE_GAP, segmentsOf, type EncodeContext } from './blocks.js';
 import { dataExtents } from './extents.js';
 import { indexAndFooter, streamHeader } from './format.js';
 import { BlockWindow, HashingWriter } from './window.js';
@@ -82,7 +82,7 @@ export async function compressFile(src: string, dst: string, opts: CompressOptio
     inFh = await open(src, 'r');
     const st = await inFh.stat();
     if (!st.isFile()) throw new JrError('JR_E_XZ', `${src}: not a regular file`);
-    const extents = await dataExtents(src, st.size);
+    const extents = await dataExtents(src, st.size, MERGE_GAP);
     const dataBytes = extents.ranges.reduce((n, [s, e]) => n + e - s, 0);
     const blockSize = userBlockSize ?? defaultBlockSize(dataBytes, threads, preset);
     outFh = await open(dst, 'w');

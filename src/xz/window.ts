@@ -77,7 +77,7 @@ export class BlockWindow {
     const b = await job;
     this.jobs.shift();
     this.records.push(b.record);
-    this.layout.push({ kind: b.kind, size: b.size, record: b.record });
+    this.layout.push({ kind: b.kind, size: b.size, record: b.record, offset: b.offset });
     this.blocks[b.kind]++;
     this.bytes[b.kind] += b.record.uncompressedSize;
     await this.out.write(b.parts); // stored blocks' parts are views of the pinned buffer: write first

@@ -44,7 +44,7 @@ async function damaged(name: string, pos: number): Promise<string> {
 }
 
 async function expectFailure(p: string, re: RegExp): Promise<void> {
-  const e = await verifyWritten(p, r.layout).then(() => null, (x: unknown) => x);
+  const e = await verifyWritten(p, r).then(() => null, (x: unknown) => x);
   expect(isJrError(e, 'JR_E_XZ'), String(e)).toBe(true);
   expect((e as Error).message).toMatch(re);
 }
@@ -54,7 +54,7 @@ beforeAll(async () => {
   const src = join(dir, 'src.img');
   const fh = await open(src, 'w');
   await fh.write(text(2 * MiB), 0, 2 * MiB, 0); // lzma
-  await fh.write(randomBytes(MiB), 0, MiB, 3 * MiB); // stored
+  await fh.write(randomBytes(2 * MiB), 0, 2 * MiB, 4 * MiB); // stored, two blocks of 1 MiB
   await fh.write(text(MiB), 0, MiB, 100 * MiB); // after a 96 MiB hole: four 24 MiB zero blocks
   await fh.truncate(160 * MiB);
   await fh.close();
@@ -67,7 +67,7 @@ afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
 
 describe('verifyWritten', () => {
   it('accepts what compressFile wrote', async () => {
-    await verifyWritten(xz, r.layout);
+    await verifyWritten(xz, r);
   });
 
   it('catches a damaged LZMA block (decoded by xz)', async () => {
@@ -91,6 +91,29 @@ describe('verifyWritten', () => {
     const end = 12 + r.layout.reduce((n, b) => n + b.size, 0);
     await expectFailure(await damaged('index.xz', end + 2), /index or stream footer differs/);
     await expectFailure(await damaged('footer.xz', r.bytesOut - 1), /index or stream footer differs/);
+  });
+
+  it('catches two blocks swapped on disk (each sound on its own): the sha256 written differs', async () => {
+    const a = offsetOf('store', 0);
+    const b = offsetOf('store', 1);
+    const n = r.layout.find((x) => x.kind === 'store')!.size;
+    expect(b - a).toBe(n); // adjacent, same size
+    const p = join(dir, 'swapped.xz');
+    await copyFile(xz, p);
+    const fh = await open(p, 'r+');
+    const x = Buffer.alloc(n); const y = Buffer.alloc(n);
+    await fh.read(x, 0, n, a); await fh.read(y, 0, n, b);
+    await fh.write(y, 0, n, a); await fh.write(x, 0, n, b);
+    await fh.close();
+    await expectFailure(p, /sha256 differs from the one computed while writing it/);
+  });
+
+  it('refuses a layout that does not cover the source in order', async () => {
+    const [first, second, ...rest] = r.layout;
+    const e1 = await verifyWritten(xz, { ...r, layout: [second!, first!, ...rest] }).catch((x: unknown) => x);
+    expect((e1 as Error).message).toMatch(/do not follow the source in order/);
+    const e2 = await verifyWritten(xz, { ...r, bytesIn: r.bytesIn + 1 }).catch((x: unknown) => x);
+    expect((e2 as Error).message).toMatch(/cover \d+ bytes of a \d+-byte source/);
   });
 
   it('catches a truncated or extended file, and a missing one', async () => {
