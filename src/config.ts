@@ -54,7 +54,7 @@ const schema = {
   network: { doc: 'Guest network: off (no NIC) or user (qemu user-mode NAT)', format: ['off', 'user'], default: 'off', env: 'JOBRUNNER_NETWORK', arg: 'network' },
   init: { doc: 'Guest init: construir (PID 1, fast) or systemd (full boot, then construir.service)', format: ['construir', 'systemd'], default: 'construir', env: 'JOBRUNNER_INIT', arg: 'init' },
   logCap: { doc: 'Console log bytes kept per job (the rest is counted and dropped)', format: 'size', default: '16M', env: 'JOBRUNNER_LOG_CAP', arg: 'log-cap' },
-  compressPreset: { doc: 'xz preset (0-9) for published results: 1 is 4-9x faster than 6 for 13-19% more bytes (docs/COMPRESSION.md)', format: 'xz-preset', default: 1, env: 'JOBRUNNER_COMPRESS_PRESET', arg: 'compress-preset' },
+  compressPreset: { doc: 'xz preset (0-9) for published results: 1 is 4-9x faster than 6 for 11-19% more bytes (docs/COMPRESSION.md)', format: 'xz-preset', default: 1, env: 'JOBRUNNER_COMPRESS_PRESET', arg: 'compress-preset' },
   maxImageSize: { doc: 'Largest job image accepted (apparent size, and after decompressing .img.xz)', format: 'size', default: '64G', env: 'JOBRUNNER_MAX_IMAGE_SIZE', arg: 'max-image-size' },
   maxAttempts: { doc: 'A job interrupted this many times (service crashes) fails as interrupted', format: 'positive-int', default: 3, env: 'JOBRUNNER_MAX_ATTEMPTS', arg: 'max-attempts' },
   settle: { doc: 'A queued file must be unchanged this long before it is claimed (slow copies)', format: 'duration', default: '2s', env: 'JOBRUNNER_SETTLE', arg: 'settle' },

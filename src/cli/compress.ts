@@ -22,7 +22,7 @@ Options:
   -f, --force          overwrite OUT if it exists
   --threads N          parallel compressors (default: ${availableParallelism()}, the CPUs available)
   --preset N           LZMA2 preset 0-9, as xz -0 .. -9 (default ${DEFAULT_PRESET}, as the service's
-                       --compress-preset: 4-9x faster than 6 for 13-19% more bytes; 6 is xz's default)
+                       --compress-preset: 4-9x faster than 6 for 11-19% more bytes; 6 is xz's default)
   --block-size SIZE    largest uncompressed size of a compressed block, e.g. 8M
                        (default: chosen from the data size, at most 3x the preset's dictionary)
   -h, --help           this help

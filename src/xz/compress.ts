@@ -18,9 +18,9 @@ import type { BlockLayout } from './verify.js';
  * LZMA2 preset for compressible data when none is given: 1, the knee of the curve on job images.
  * Measured on this machine, one core, `xz --format=raw --lzma2=preset=P` (docs/COMPRESSION.md):
  * on 25 MiB of build logs and prose -0 1.43 s / 8.18 MB, -1 2.16 s / 7.60 MB, -2 5.51 s / 7.48 MB,
- * -6 18.5 s / 6.36 MB; on /usr/lib -1 is 4.4-5.9x faster than -6 for 13% more output.
+ * -6 18.5 s / 6.36 MB; on /usr/lib -1 is 4.4-5.9x faster than -6 for 11-13% more output.
  * Results are compressed on the job's critical path and on cores that run other jobs, so the
- * 4-9x matters more than the 13-19%; operators who want xz's default size set 6.
+ * 4-9x matters more than the 11-19%; operators who want xz's default size set 6.
  */
 export const DEFAULT_PRESET = 1;
 
