@@ -1,5 +1,5 @@
 // Where a file's data is, per the kernel: lseek(SEEK_DATA/SEEK_HOLE). Node has no lseek binding,
-// so a 10-line Perl helper asks (perl-base is Essential in Debian; ~5 ms for a 4 GiB ext4 image).
+// so a short Perl helper asks (perl-base is Essential in Debian; ~5 ms for a 4 GiB ext4 image).
 // SEEK_DATA is the right question, unlike FIEMAP (filefrag): it accounts for dirty page cache and
 // unwritten extents itself. Ranges it calls holes read as zeros, so trusting it is safe; if the
 // helper is unavailable we fall back to "all data" and zero detection still finds the holes.
