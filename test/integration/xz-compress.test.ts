@@ -153,10 +153,12 @@ describe('compressFile failures', () => {
   });
 
   it('an abort mid-way kills the encoders and removes dst', async () => {
-    const src = await makeFile([[0, text(4 * MiB, 7)]], 4 * MiB);
+    // Preset 9 on 8 MiB of text: seconds of work, so the abort at 100 ms lands mid-way (at the
+    // default preset 1 the whole job can finish before it, as it did once in CI).
+    const src = await makeFile([[0, text(8 * MiB, 7)]], 8 * MiB);
     const ac = new AbortController();
     const dst = join(dir, 'out', 'aborted.xz');
-    const p = compressFile(src, dst, { threads: 2, blockSize: MiB, signal: ac.signal });
+    const p = compressFile(src, dst, { threads: 2, blockSize: MiB, preset: 9, signal: ac.signal });
     setTimeout(() => ac.abort(), 100);
     const e = await p.catch((x: unknown) => x);
     expect(isJrError(e, 'JR_E_XZ')).toBe(true);
