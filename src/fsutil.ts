@@ -1,6 +1,6 @@
 // Small durable-filesystem helpers: fsync of files and directories, atomic JSON writes,
 // sparse copies. Used by the spool (claim, lease, publish).
-import { lstat, open, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from './proc.js';
 
@@ -33,6 +33,18 @@ export async function copySparse(src: string, dst: string): Promise<void> {
 export function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/** Read `len` bytes at `pos` into the start of `buf`, as many calls as it takes; returns how many
+ *  were read, fewer than `len` only at end of file (the caller says what that means). */
+export async function readFully(fh: FileHandle, buf: Buffer, len: number, pos: number): Promise<number> {
+  let got = 0;
+  while (got < len) {
+    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
 }
 
 /** True when a directory entry exists at `p` (links are not followed: a dangling link exists). */

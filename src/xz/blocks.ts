@@ -4,7 +4,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { JrError } from '../errors.js';
 import { classify, type ClassifyOptions, type Segment } from './classify.js';
 import { crc32, crc32Zeros } from './crc32.js';
-import { mergeRanges, type Range } from './extents.js';
+import type { Range } from './extents.js';
+import { readFully } from '../fsutil.js';
 import { blockParts, lzma2DictProp, type IndexRecord } from './format.js';
 import { lzma2Chunks, storedLzma2, xzLzma2, zeroLzma2, PRESET_DICT, ZERO_DICT } from './lzma2.js';
 import type { XzProcess } from './xzproc.js';
@@ -12,8 +13,6 @@ import type { XzProcess } from './xzproc.js';
 /** Zero blocks are cut at this size: xz -T decoders buffer a whole block per thread, and 24 MiB
  *  is the block size of xz -T0 -6 itself, so our files never need more decoder memory than xz's. */
 export const ZERO_BLOCK_MAX = 24 * 1024 * 1024;
-/** Holes smaller than this between data ranges are read (as zeros) rather than cut around. */
-export const MERGE_GAP = 1 << 20;
 
 /** Read buffers of one size, reused: a fresh 24 MiB buffer per read left hundreds of MiB of
  *  garbage for the GC to find (peak RSS 550 MiB on the dense bench image instead of ~300). */
@@ -28,15 +27,13 @@ export class BufferPool {
 
 async function readExact(fh: FileHandle, pos: number, len: number, pool: BufferPool): Promise<Buffer> {
   const buf = pool.take().subarray(0, len);
-  for (let got = 0; got < len;) {
-    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
-    if (bytesRead === 0) throw new JrError('JR_E_XZ', `source shrank while being read (EOF at ${pos + got}, expected ${pos + len})`);
-    got += bytesRead;
-  }
+  const got = await readFully(fh, buf, len, pos);
+  if (got < len) throw new JrError('JR_E_XZ', `source shrank while being read (EOF at ${pos + got}, expected ${pos + len})`);
   return buf;
 }
 
 /** Segments of the whole file in order: data read in `pool.size` pieces aligned to file offsets.
+ *  `ranges` are dataExtents' (sorted, small holes already joined); everything else is zeros.
  *  Data segments are views of pool buffers; the consumer gives each buffer back when done with it. */
 export async function* segmentsOf(fh: FileHandle, size: number, ranges: readonly Range[], pool: BufferPool,
   copts?: ClassifyOptions): AsyncGenerator<Segment> {
@@ -59,7 +56,7 @@ export async function* segmentsOf(fh: FileHandle, size: number, ranges: readonly
     yield seg;
   }
   let pos = 0;
-  for (const [a, b] of [...mergeRanges(ranges, MERGE_GAP), [size, size] as Range]) {
+  for (const [a, b] of [...ranges, [size, size] as Range]) {
     if (a > pos) yield* push({ kind: 'zero', offset: pos, length: a - pos });
     for (let s = a; s < b;) {
       const e = Math.min(b, (Math.floor(s / blockSize) + 1) * blockSize);

@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { JrError, isJrError, messageOf } from '../errors.js';
-import { BufferPool, encodeSegment, MERGE_GAP, segmentsOf, type EncodeContext } from './blocks.js';
+import { BufferPool, encodeSegment, segmentsOf, type EncodeContext } from './blocks.js';
 import { dataExtents } from './extents.js';
 import { indexAndFooter, streamHeader } from './format.js';
 import { BlockWindow, HashingWriter } from './window.js';
@@ -82,7 +82,7 @@ export async function compressFile(src: string, dst: string, opts: CompressOptio
     inFh = await open(src, 'r');
     const st = await inFh.stat();
     if (!st.isFile()) throw new JrError('JR_E_XZ', `${src}: not a regular file`);
-    const extents = await dataExtents(src, st.size, MERGE_GAP);
+    const extents = await dataExtents(src, st.size);
     const dataBytes = extents.ranges.reduce((n, [s, e]) => n + e - s, 0);
     const blockSize = userBlockSize ?? defaultBlockSize(dataBytes, threads, preset);
     outFh = await open(dst, 'w');
@@ -102,10 +102,11 @@ export async function compressFile(src: string, dst: string, opts: CompressOptio
     }
     await window.flush();
     aborted();
-    await out.write([indexAndFooter(window.records)]);
+    await out.write([indexAndFooter(window.layout.map((b) => b.record))]);
     await outFh.close();
     outFh = undefined;
-    const detail = { blocks: window.blocks, bytes: window.bytes, extents: extents.method, blockSize };
+    const detail = { blocks: { zero: 0, store: 0, lzma: 0 }, bytes: { zero: 0, store: 0, lzma: 0 }, extents: extents.method, blockSize };
+    for (const b of window.layout) { detail.blocks[b.kind]++; detail.bytes[b.kind] += b.record.uncompressedSize; }
     return { bytesIn: st.size, bytesOut: out.pos, sha256: out.digest(), durationMs: performance.now() - started, detail, layout: window.layout };
   } catch (e) {
     killAll();

@@ -20,7 +20,8 @@ function checkCount(name: string, v: unknown): number {
   return v;
 }
 
-function xzDecodeArgs(src: string, memLimit: number, mode: '-dc' | '-t'): string[] {
+/** xz arguments to decode or test `src` (a path, or - for stdin) within `memLimit`. */
+export function xzDecodeArgs(src: string, memLimit: number, mode: '-dc' | '-t'): string[] {
   // --format=xz: refuse .lzma/raw input; the memlimits make xz fail (hard) or drop to fewer
   // threads (mt) instead of allocating what a hostile header asks for.
   return [mode, '--format=xz', '-T0', `--memlimit-decompress=${memLimit}`,

@@ -10,6 +10,9 @@ export type Range = [start: number, end: number];
 
 export interface ExtentMap { ranges: Range[]; method: 'seek_data' | 'none' }
 
+/** Holes smaller than this between data ranges are read (as zeros) rather than cut around. */
+export const MERGE_GAP = 1 << 20;
+
 // Whence 3/4 are SEEK_DATA/SEEK_HOLE on Linux. ENXIO from SEEK_DATA means "no data past here".
 // Holes shorter than $ARGV[1] bytes are joined into the data around them (reading them costs less
 // than cutting around them), so the output is at most size / gap lines however the holes fall: a
@@ -46,19 +49,9 @@ export function parseRanges(out: string, size: number): Range[] | null {
   return ranges;
 }
 
-/** Merge ranges whose gap is below `gap` bytes (reading a small hole beats an extra block). */
-export function mergeRanges(ranges: readonly Range[], gap: number): Range[] {
-  const out: Range[] = [];
-  for (const [s, e] of ranges) {
-    const last = out[out.length - 1];
-    if (last && s - last[1] < gap) last[1] = Math.max(last[1], e); else out.push([s, e]);
-  }
-  return out;
-}
-
 /** The data ranges of `path` (size `size`), holes under `gap` bytes joined: SEEK_DATA if it works
  *  here, else the whole file. */
-export async function dataExtents(path: string, size: number, gap = 1 << 20): Promise<ExtentMap> {
+export async function dataExtents(path: string, size: number, gap = MERGE_GAP): Promise<ExtentMap> {
   if (!Number.isSafeInteger(gap) || gap < 1) throw new RangeError(`dataExtents: bad gap ${gap}`);
   const all: ExtentMap = { ranges: size > 0 ? [[0, size]] : [], method: 'none' };
   if (size === 0) return all;

@@ -18,7 +18,8 @@ import { JrError, isJrError, messageOf } from '../errors.js';
 import { encodeSegment, type EncodeContext } from './blocks.js';
 import { indexAndFooter, streamHeader, type IndexRecord } from './format.js';
 import { killXz, startXz, waitXz, type XzProcess } from './xzproc.js';
-import { DEFAULT_MEM_LIMIT } from './decompress.js';
+import { DEFAULT_MEM_LIMIT, xzDecodeArgs } from './decompress.js';
+import { readFully } from '../fsutil.js';
 
 /** One block as written: its kind, its bytes in the file (header to check, padding included), its
  *  index record and the source offset it decodes to. */
@@ -28,11 +29,8 @@ export interface BlockLayout { kind: 'zero' | 'store' | 'lzma'; size: number; re
 export interface Written { layout: readonly BlockLayout[]; sha256: string; bytesIn: number }
 
 async function readAt(fh: FileHandle, buf: Buffer, len: number, pos: number): Promise<Buffer> {
-  for (let got = 0; got < len;) {
-    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
-    if (bytesRead === 0) throw new Error(`unexpected end of file at ${pos + got}`);
-    got += bytesRead;
-  }
+  const got = await readFully(fh, buf, len, pos);
+  if (got < len) throw new Error(`unexpected end of file at ${pos + got}`);
   return buf.subarray(0, len);
 }
 
@@ -66,7 +64,7 @@ export async function verifyWritten(path: string, written: Written): Promise<voi
     hash.update(h);
     if (!h.equals(head)) fail('stream header differs from ours');
 
-    p = startXz(['-t', '--format=xz', '-T0', `--memlimit-decompress=${DEFAULT_MEM_LIMIT}`, `--memlimit-mt-decompress=${DEFAULT_MEM_LIMIT}`, '-'], 'pipe');
+    p = startXz(xzDecodeArgs('-', DEFAULT_MEM_LIMIT, '-t'), 'pipe'); // - : the stream we feed it
     p.child.stdout.resume();
     const decoded: IndexRecord[] = [];
     const zeroBlocks = new Map<number, Buffer>(); // uncompressed length -> our encoding of it

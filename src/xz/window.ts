@@ -3,10 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { EncodedBlock } from './blocks.js';
-import type { IndexRecord } from './format.js';
 import type { BlockLayout } from './verify.js';
-
-type Kind = EncodedBlock['kind'];
 
 /** Appends bytes to a file at increasing offsets, hashing them (sha256) as it goes. */
 export class HashingWriter {
@@ -37,11 +34,8 @@ export class HashingWriter {
 
 /** In-order sink for encoded blocks, with the window counted in pinned source-buffer bytes. */
 export class BlockWindow {
-  readonly records: IndexRecord[] = [];
-  /** Every block as written, in order (for verifyWritten). */
+  /** Every block as written, in order: the index, the counts and verifyWritten come from it. */
   readonly layout: BlockLayout[] = [];
-  readonly blocks: Record<Kind, number> = { zero: 0, store: 0, lzma: 0 };
-  readonly bytes: Record<Kind, number> = { zero: 0, store: 0, lzma: 0 };
   private readonly jobs: { job: Promise<EncodedBlock>; pin: ArrayBufferLike | null }[] = [];
   private readonly pins = new Map<ArrayBufferLike, number>();
   private pinnedBytes = 0;
@@ -76,10 +70,7 @@ export class BlockWindow {
     const { job, pin } = this.jobs[0]!;
     const b = await job;
     this.jobs.shift();
-    this.records.push(b.record);
     this.layout.push({ kind: b.kind, size: b.size, record: b.record, offset: b.offset });
-    this.blocks[b.kind]++;
-    this.bytes[b.kind] += b.record.uncompressedSize;
     await this.out.write(b.parts); // stored blocks' parts are views of the pinned buffer: write first
     if (pin) {
       const n = this.pins.get(pin)! - 1;

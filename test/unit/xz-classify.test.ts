@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { classify, entropy, UNIT, type Segment } from '../../src/xz/classify.js';
-import { mergeRanges, parseRanges } from '../../src/xz/extents.js';
+import { parseRanges } from '../../src/xz/extents.js';
 
 const MiB = 1 << 20;
 function text(n: number): Buffer {
@@ -87,8 +87,5 @@ describe('extent parsing', () => {
     expect(parseRanges('', 5)).toEqual([]);
     expect(parseRanges('8192 9000\n0 4096\n', 10000)).toBeNull();
     expect(parseRanges('garbage', 10)).toBeNull();
-  });
-  it('merges ranges separated by small gaps', () => {
-    expect(mergeRanges([[0, 10], [15, 20], [100, 110]], 10)).toEqual([[0, 20], [100, 110]]);
   });
 });
