@@ -87,24 +87,3 @@ export async function decompressFile(src: string, dst: string, opts: DecompressO
     throw new JrError('JR_E_XZ', `decompressing ${src} to ${dst} failed: ${messageOf(e)}`, { cause: e });
   }
 }
-
-/** Full integrity check of an .xz file (like `xz -t`), without writing output. Throws JrError('JR_E_XZ'). */
-export async function verifyXz(path: string, opts: { sizeCap?: number } = {}): Promise<{ uncompressedBytes: number }> {
-  try {
-    if (opts.sizeCap !== undefined) {
-      // Untrusted input: decode through a counter so the work is bounded by the cap.
-      const sizeCap = checkCount('sizeCap', opts.sizeCap);
-      const n = await decodeTo(path, { sizeCap, memLimit: DEFAULT_MEM_LIMIT }, () => {});
-      return { uncompressedBytes: n };
-    }
-    // No cap (our own output): `xz -t` checks every block, check value and the index against
-    // the decoded sizes, so the index total is then the true size; twice as fast as piping.
-    const p = startXz(xzDecodeArgs(path, DEFAULT_MEM_LIMIT, '-t'));
-    p.child.stdout?.resume();
-    await waitXz(p, `${path}: corrupt or truncated .xz`, path);
-    return { uncompressedBytes: (await listXz(path)).uncompressedBytes };
-  } catch (e) {
-    if (isJrError(e, 'JR_E_XZ')) throw e;
-    throw new JrError('JR_E_XZ', `verifying ${path} failed: ${messageOf(e)}`, { cause: e });
-  }
-}
