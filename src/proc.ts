@@ -111,7 +111,6 @@ export interface LeanExit { exitCode: number | null; signal: NodeJS.Signals | nu
 
 /** A child started by spawnLean: its pipes, how it ended, and a way to signal it. */
 export interface LeanChild {
-  readonly pid: number | undefined;
   readonly stdin: Writable | null;
   readonly stdout: Readable;
   readonly stderr: Readable;
@@ -143,7 +142,7 @@ export function spawnLean(file: string, args: readonly string[], opts: { stdin?:
   if (!cp.stdout || !cp.stderr) {
     throw new JrError('JR_E_PROCESS', `could not start ${file}: no pipes for it (out of file descriptors?)`, { argv: [file, ...args] });
   }
-  return { pid: cp.pid, stdin: cp.stdin, stdout: cp.stdout, stderr: cp.stderr, done, kill: (sig = 'SIGTERM') => { cp.kill(sig); } };
+  return { stdin: cp.stdin, stdout: cp.stdout, stderr: cp.stderr, done, kill: (sig = 'SIGTERM') => { cp.kill(sig); } };
 }
 
 /** True when an executable named `name` is on PATH. */

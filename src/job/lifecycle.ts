@@ -152,7 +152,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
 
     state = transition(state, verbFor(verdict.status));
     const target = publishesToDone(verdict.status) ? s.done : s.failed;
-    const ctx = { claim, target, sizeCap: s.maxImageSize, preset: s.compressPreset, version: deps.version, step };
+    const ctx = { claim, target, preset: s.compressPreset, version: deps.version, step };
     let file: string;
     let status = verdict.status;
     try {

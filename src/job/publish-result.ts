@@ -27,7 +27,6 @@ export interface RunFacts {
 export interface PublishContext {
   claim: Claim;
   target: string;
-  sizeCap: number;
   /** xz preset for the result (--compress-preset). */
   preset: number;
   version: string;
