@@ -5,6 +5,7 @@ import { link, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { entryExists, fsyncPath } from '../fsutil.js';
+import { Semaphore } from '../semaphore.js';
 
 /** Temp files in done/ and failed/ are named .<anything>.tmp; start-up removes leftovers. */
 export function tempName(dir: string, label: string): string {
@@ -30,9 +31,9 @@ export interface PublishFiles {
   status: (finalName: string) => object;
 }
 
-// One service publishes into a directory at a time; this chain makes name choice race-free
+// One service publishes into a directory at a time; serialising makes name choice race-free
 // among our own concurrent jobs.
-let chain: Promise<unknown> = Promise.resolve();
+const one = new Semaphore(1);
 
 /**
  * Publish under NAME, or NAME-1, NAME-2… when any NAME.* exists already. Returns the final name.
@@ -40,9 +41,7 @@ let chain: Promise<unknown> = Promise.resolve();
  * on failure no final name of this result is left behind.
  */
 export function publish(dir: string, name: string, files: PublishFiles): Promise<string> {
-  const p = chain.then(() => publishNow(dir, name, files));
-  chain = p.catch(() => undefined);
-  return p;
+  return one.run(() => publishNow(dir, name, files));
 }
 
 async function publishNow(dir: string, name: string, files: PublishFiles): Promise<string> {

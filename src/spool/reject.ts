@@ -12,6 +12,7 @@ import type { JobStatus } from '../job/result.js';
 import { fileKind } from '../job/validate.js';
 import { dropClaim, type Claim } from './claim.js';
 import { publish } from './publish.js';
+import { Semaphore } from '../semaphore.js';
 
 /** Why an entry (from lstat) cannot be a job image, or null when it is a plain single-link file. */
 export function entryProblem(st: Stats): string | null {
@@ -22,19 +23,14 @@ export function entryProblem(st: Stats): string | null {
 }
 
 // Screening is serialised: two hard links to one file claimed at once must not both be unlinked.
-let chain: Promise<unknown> = Promise.resolve();
-function serialized<T>(fn: () => Promise<T>): Promise<T> {
-  const p = chain.then(fn);
-  chain = p.catch(() => undefined);
-  return p;
-}
+const one = new Semaphore(1);
 
 /**
  * Screen the claimed input (lstat only). Fine: null. Otherwise publish the rejection, dispose of
  * the entry without reading it, drop the claim and return the status file path.
  */
 export function screenClaimed(s: Settings, c: Claim, version: string): Promise<string | null> {
-  return serialized(async () => {
+  return one.run(async () => {
     const st = await lstat(c.input).catch(() => null);
     if (!st) return null;
     const problem = entryProblem(st);

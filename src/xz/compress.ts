@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { JrError, isJrError, messageOf } from '../errors.js';
+import { Semaphore } from '../semaphore.js';
 import { BufferPool, encodeSegment, segmentsOf, type EncodeContext } from './blocks.js';
 import { dataExtents } from './extents.js';
 import { indexAndFooter, streamHeader } from './format.js';
@@ -47,18 +48,6 @@ export function defaultBlockSize(dataBytes: number, threads: number, preset: num
   const max = Math.max(MiB, 3 * PRESET_DICT[preset]!);
   const want = Math.ceil(dataBytes / (threads * 4) / MiB) * MiB;
   return Math.min(max, Math.max(MiB, want));
-}
-
-class Semaphore {
-  private waiting: (() => void)[] = [];
-  constructor(private free: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--; else await new Promise<void>((r) => this.waiting.push(r));
-    try { return await fn(); } finally {
-      const next = this.waiting.shift();
-      if (next) next(); else this.free++;
-    }
-  }
 }
 
 /** Compress src to dst (dst written directly; caller handles temp names/rename/fsync). On failure dst is removed. */
