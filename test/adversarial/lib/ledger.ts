@@ -3,9 +3,10 @@
 //                        dotfile is expected to stay), plus entries with more than one status;
 //   host files modified  sentinel host files whose fingerprint changed between before and after;
 //   qemu left            qemu (or fake qemu) processes still holding spool files after a kill.
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { allStatuses, sha256, type Spool } from './spool.js';
+import { holdsFilesUnder } from '../../../src/vm/orphans.js';
 
 export interface Fingerprint { sha256: string | null; size: number; mtimeMs: number; ctimeMs: number; nlink: number; mode: number; uid: number }
 
@@ -88,13 +89,10 @@ export class Ledger {
 
 /** Pids of processes (any program) with a file descriptor open on something under `dir`. */
 export async function processesHolding(dir: string): Promise<number[]> {
-  const prefix = path.resolve(dir) + '/';
   const out: number[] = [];
   for (const p of await readdir('/proc')) {
     if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    for (const fd of await readdir(`/proc/${p}/fd`).catch(() => [] as string[])) {
-      if ((await readlink(`/proc/${p}/fd/${fd}`).catch(() => '')).startsWith(prefix)) { out.push(Number(p)); break; }
-    }
+    if (await holdsFilesUnder(Number(p), dir)) out.push(Number(p));
   }
   return out;
 }
