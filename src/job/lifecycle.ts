@@ -1,5 +1,6 @@
-// One job, start to finish, as a list of named steps: screen -> prepare -> base -> run -> publish
-// -> drop claim. Each step registers the cleanup of what it creates the moment it exists; cleanups
+// One job, start to finish, as a list of named steps: prepare -> base -> run -> publish
+// -> drop claim (the service screened the claimed entry before scheduling it: spool/reject.ts).
+// Each step registers the cleanup of what it creates the moment it exists; cleanups
 // run in reverse in `finally`. The submitted input is never modified: the VM writes a sparse copy,
 // so a rerun or a rejection always starts from what was submitted.
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
@@ -11,7 +12,6 @@ import { JrError, isJrError, messageOf } from '../errors.js';
 import { copySparse } from '../fsutil.js';
 import { loadBaseImage } from '../image/base.js';
 import { claimPaths, dropClaim, writeLease, type Claim } from '../spool/claim.js';
-import { screenClaimed } from '../spool/reject.js';
 import { decompressFile } from '../xz/decompress.js';
 import { digestFile } from '../image/meta.js';
 import { publishResult, type RunFacts, type Verdict } from './publish-result.js';
@@ -82,13 +82,6 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
     const t = Date.now();
     try { return await fn(); } finally { emit({ type: 'step', id: lease.id, step: name, ms: Date.now() - t }); }
   };
-
-  // Intake screens every claim; this covers claims recovered after a crash and direct callers.
-  const screened = await screenClaimed(s, claim, deps.version);
-  if (screened) {
-    emit({ type: 'finished', id: lease.id, name: lease.name, status: 'rejected', reason: 'not a plain file', path: screened });
-    return { kind: 'published', status: 'rejected', file: screened };
-  }
 
   lease.startedAt = new Date().toISOString();
   lease.servicePid = process.pid;
