@@ -1,7 +1,7 @@
 // compressFile end to end: stock xz (and a second, independent decoder) must accept what we write
 // and restore it byte-identical, at block-size edges, with holes anywhere, and for empty files.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync, createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,6 +11,7 @@ import { run } from '../../src/proc.js';
 import { compressFile, DEFAULT_PRESET, type CompressOptions } from '../../src/xz/compress.js';
 import { decompressFile } from '../../src/xz/decompress.js';
 import { isJrError } from '../../src/errors.js';
+import { writeSparse } from './xz-fixtures.js';
 
 const MiB = 1 << 20;
 let dir: string;
@@ -28,13 +29,8 @@ function text(len: number, seed: number): Buffer {
 }
 
 /** Write a file from [offset, bytes] pieces and a final size (the rest are holes). */
-async function makeFile(pieces: [number, Buffer][], size: number): Promise<string> {
-  const p = join(dir, 'src', `f${n++}`);
-  const fh = await open(p, 'w');
-  for (const [off, b] of pieces) await fh.write(b, 0, b.length, off);
-  await fh.truncate(size);
-  await fh.close();
-  return p;
+function makeFile(pieces: [number, Buffer][], size: number): Promise<string> {
+  return writeSparse(join(dir, 'src', `f${n++}`), pieces, size);
 }
 
 /** Compress, then check with xz -t, xz -d, decompressFile; returns the xz -lvv robot block lines. */

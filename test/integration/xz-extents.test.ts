@@ -1,23 +1,20 @@
 // dataExtents: SEEK_DATA through the perl helper, with small holes joined so that its output stays
 // bounded however a guest has punched holes into its disk.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dataExtents } from '../../src/xz/extents.js';
+import { writeSparse } from './xz-fixtures.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 let dir: string;
 
-async function sparseFile(name: string, pieces: number[], size: number): Promise<string> {
-  const p = join(dir, name);
-  const fh = await open(p, 'w');
+/** 4 KiB of data at each offset in `at`, holes elsewhere. */
+function sparseFile(name: string, at: number[], size: number): Promise<string> {
   const b = Buffer.alloc(4 * KiB, 0x5a);
-  for (const off of pieces) await fh.write(b, 0, b.length, off);
-  await fh.truncate(size);
-  await fh.close();
-  return p;
+  return writeSparse(join(dir, name), at.map((off) => [off, b] as const), size);
 }
 
 beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'xz-extents-')); });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { compressFile, type CompressResult } from '../../src/xz/compress.js';
 import { verifyWritten } from '../../src/xz/verify.js';
 import { isJrError } from '../../src/errors.js';
+import { writeSparse } from './xz-fixtures.js';
 
 const MiB = 1 << 20;
 let dir: string;
@@ -51,13 +52,11 @@ async function expectFailure(p: string, re: RegExp): Promise<void> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'xz-verify-'));
-  const src = join(dir, 'src.img');
-  const fh = await open(src, 'w');
-  await fh.write(text(2 * MiB), 0, 2 * MiB, 0); // lzma
-  await fh.write(randomBytes(2 * MiB), 0, 2 * MiB, 4 * MiB); // stored, two blocks of 1 MiB
-  await fh.write(text(MiB), 0, MiB, 100 * MiB); // after a 96 MiB hole: four 24 MiB zero blocks
-  await fh.truncate(160 * MiB);
-  await fh.close();
+  const src = await writeSparse(join(dir, 'src.img'), [
+    [0, text(2 * MiB)], // lzma
+    [4 * MiB, randomBytes(2 * MiB)], // stored, two blocks of 1 MiB
+    [100 * MiB, text(MiB)], // after a 96 MiB hole: four 24 MiB zero blocks
+  ], 160 * MiB);
   xz = join(dir, 'good.xz');
   r = await compressFile(src, xz, { threads: 2, blockSize: MiB });
   expect(r.layout.filter((b) => b.kind === 'zero' && b.record.uncompressedSize === 24 * MiB).length).toBeGreaterThan(2);
