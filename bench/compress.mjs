@@ -13,6 +13,7 @@ import { cpus, loadavg, tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { median } from './lib.mjs';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const MiB = 1 << 20;
@@ -127,7 +128,6 @@ function measure(argv, { stdoutFile } = {}) {
 }
 const sh = (cmd) => measure(['bash', '-c', cmd]).then((r) => r.stdout.trim());
 const sha = (p) => sh(`sha256sum < '${p}' | cut -d' ' -f1`);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const secs = (ms) => `${(ms / 1000).toFixed(2)} s`;
 
 // --- the runs ---------------------------------------------------------------------------------------
