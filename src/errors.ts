@@ -1,5 +1,7 @@
 // One rich error type for everything the engine reports: a stable code, plus whatever context is
 // known (job, step, argv, exit code, signal, stderr tail). Callers match on `code`, never on text.
+// How a VM run ended (boot failure, timeout, bad image, ...) is an outcome, not an error: see
+// vm/launch.ts's VmEnd. Every code is listed in docs/ERRORS.md (test/unit/errors.test.ts checks).
 
 export type ErrorCode =
   | 'JR_E_CONFIG'        // bad configuration or command-line option
@@ -7,10 +9,7 @@ export type ErrorCode =
   | 'JR_E_INPUT'         // a job image or name we refuse (rejected)
   | 'JR_E_BASE_IMAGE'    // base image missing, incomplete or corrupt
   | 'JR_E_PROCESS'       // an external program failed
-  | 'JR_E_BOOT'          // the guest never showed a sign of life
-  | 'JR_E_TIMEOUT'       // the job ran past its wall-clock limit
-  | 'JR_E_BAD_IMAGE'     // the guest could not mount the job image
-  | 'JR_E_GUEST'         // the guest ended without reporting an exit status
+  | 'JR_E_INTERRUPTED'   // the service stopped while running the job max-attempts times
   | 'JR_E_PUBLISH'       // writing a result failed (disk full, verify failed)
   | 'JR_E_XZ'            // compression / decompression failed or exceeded a cap
   | 'JR_E_PERMISSION'    // needs root (or another privilege) we do not have

@@ -51,3 +51,14 @@ export async function readFully(fh: FileHandle, buf: Buffer, len: number, pos: n
 export function entryExists(p: string): Promise<boolean> {
   return lstat(p).then(() => true, () => false);
 }
+
+/** What kind of file system object `st` (from lstat or fstat) describes, for refusal messages. */
+export function fileKind(st: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): string {
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isCharacterDevice()) return 'a character device';
+  return 'not a regular file';
+}

@@ -9,6 +9,7 @@ import { JrError, messageOf } from './errors.js';
 import { pidAlive } from './fsutil.js';
 import { loadBaseImage } from './image/base.js';
 import { runJob, vmTmpPrefix, type JobEvent } from './job/lifecycle.js';
+import { transition } from './job/state.js';
 import { AccelState } from './job/vm-run.js';
 import type { Logger } from './log.js';
 import { Scheduler } from './scheduler.js';
@@ -154,6 +155,8 @@ export class Service {
       // Only a run that started and was not stopped on purpose counts as an interrupted attempt.
       if (c.lease.startedAt !== null && !c.lease.requeued) c.lease.attempt += 1;
       c.lease.requeued = false;
+      // Wherever the previous service left it, it runs again: requeued by recovery, then claimed.
+      c.lease.state = transition(transition(c.lease.state, 'recover'), 'claim');
       await writeLease(c.dir, c.lease);
       this.log.info({ id: c.lease.id, name: c.lease.name, attempt: c.lease.attempt, lastError: c.lease.lastError }, 'requeued a job interrupted by a previous run');
       this.schedule(c);
@@ -203,6 +206,7 @@ export class Service {
       case 'requeued': this.log.warn(rest, 'job requeued'); break;
       case 'stuck': this.log.error(rest, 'job could not be published; it stays claimed and is retried at next start'); break;
       case 'step': this.log.debug(rest, 'step'); break;
+      case 'cleanupFailed': this.log.debug(rest, 'cleanup failed (disk space may be held until the next start)'); break;
     }
   }
 

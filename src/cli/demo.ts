@@ -4,11 +4,11 @@ import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadSettings, REPO_ROOT } from '../config.js';
-import type { JobStatus } from '../job/result.js';
+import type { JobStatus } from '../spool/record.js';
 import { createLogger } from '../log.js';
 import { Service } from '../service.js';
 import { main as extract } from './extract.js';
-import { VERSION } from './jobrunner.js';
+import { VERSION } from '../version.js';
 import { main as mkimage } from './mkimage.js';
 
 /** Entry point of `jobrunner demo`. Exit 0 when the hello job succeeded. */

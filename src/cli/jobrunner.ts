@@ -1,11 +1,9 @@
 // `jobrunner`: the command dispatcher. No command (or only options) runs the service.
-import { readFileSync } from 'node:fs';
-import { REPO_ROOT, settingsHelp } from '../config.js';
+import { settingsHelp } from '../config.js';
 import { JrError } from '../errors.js';
+import { VERSION } from '../version.js';
 import { isMain, runMain } from './args.js';
 
-/** The package version, recorded in every job status. */
-export const VERSION: string = (JSON.parse(readFileSync(`${REPO_ROOT}/package.json`, 'utf8')) as { version: string }).version;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> }> = {
   run: { summary: 'boot one job image now, in the foreground', load: async () => (await import('./run.js')).runMainCmd },

@@ -4,7 +4,7 @@ import { JrError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { resolveRunAs } from '../job/run-as.js';
 import { Service } from '../service.js';
-import { VERSION } from './jobrunner.js';
+import { VERSION } from '../version.js';
 
 /** Run the service until SIGTERM/SIGINT (or, with --once, until the queue is empty). */
 export async function serviceMain(argv: string[]): Promise<number> {

@@ -4,7 +4,7 @@ import { lstat, open, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadSettings, settingsHelp } from '../config.js';
 import { pidAlive } from '../fsutil.js';
-import type { JobStatus } from '../job/result.js';
+import type { JobStatus } from '../spool/record.js';
 import { claimPaths, RUNNING, type Lease } from '../spool/claim.js';
 import { parseSubmission } from '../spool/names.js';
 import { formatBytes, formatDuration } from '../units.js';

@@ -14,13 +14,13 @@ import { loadBaseImage } from '../image/base.js';
 import { claimPaths, dropClaim, writeLease, type Claim } from '../spool/claim.js';
 import { decompressFile } from '../xz/decompress.js';
 import { digestFile } from '../image/meta.js';
+import type { FinalStatus } from '../spool/record.js';
 import { publishResult, type RunFacts, type Verdict } from './publish-result.js';
-import { publishesToDone, transition, verbFor, type FinalStatus, type JobState } from './state.js';
-import { handOver } from './run-as.js';
+import { publishesToDone, transition, verbFor, type Verb } from './state.js';
+import { handOver, type RunAs } from './run-as.js';
+import { vmRunner, type Runner } from './runner.js';
 import { checkInputFile, checkJobImage } from './validate.js';
-import { runJobVm, type AccelState, type VmRunOutcome } from './vm-run.js';
-
-export type { Verdict } from './publish-result.js';
+import type { AccelState, VmRunOutcome } from './vm-run.js';
 
 export type JobEvent =
   | { type: 'started'; id: string; name: string; attempt: number }
@@ -28,7 +28,9 @@ export type JobEvent =
   | { type: 'finished'; id: string; name: string; status: FinalStatus; reason: string; path: string }
   | { type: 'requeued'; id: string; name: string; reason: string }
   | { type: 'stuck'; id: string; name: string; reason: string }
-  | { type: 'step'; id: string; step: string; ms: number };
+  | { type: 'step'; id: string; step: string; ms: number }
+  /** A cleanup (rm of work.img, the VM's scratch, a lease write) failed: disk may be leaking. */
+  | { type: 'cleanupFailed'; id: string; what: string; err: string };
 
 export interface LifecycleDeps {
   settings: Settings;
@@ -37,7 +39,9 @@ export interface LifecycleDeps {
   emit: (ev: JobEvent) => void;
   /** Shutdown: kill the VM and leave the claim for the next start (not counted as an attempt). */
   signal: AbortSignal;
-  runAs?: { uid: number; gid: number };
+  runAs?: RunAs;
+  /** What runs the prepared job (default: the qemu VM, vmRunner(accel)). */
+  runner?: Runner;
 }
 
 /**
@@ -75,13 +79,22 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
   const { settings: s, emit } = deps;
   const { lease, dir, input } = claim;
   const paths = claimPaths(dir);
-  const cleanups: Array<() => Promise<unknown>> = [];
-  let state: JobState = 'claimed';
+  const runner = deps.runner ?? vmRunner(deps.accel);
+  const cleanups: Array<{ what: string; fn: () => Promise<unknown> }> = [];
   const facts: RunFacts = { timings: { boot: null, run: null, compress: null }, input: { bytes: null, sha256: null }, base: null, vm: null };
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t = Date.now();
-    try { return await fn(); } finally { emit({ type: 'step', id: lease.id, step: name, ms: Date.now() - t }); }
+    try {
+      return await fn();
+    } catch (e) {
+      // Say where it happened: the first step that saw the error names it.
+      if (isJrError(e)) { e.context.jobId ??= lease.id; e.context.step ??= name; }
+      throw e;
+    } finally { emit({ type: 'step', id: lease.id, step: name, ms: Date.now() - t }); }
   };
+  /** Move the job's state (kept in its lease) by `verb`; the lease is written by the caller. */
+  const move = (verb: Verb): void => { lease.state = transition(lease.state, verb); };
+  const cleanupFailed = (what: string) => (e: unknown): void => emit({ type: 'cleanupFailed', id: lease.id, what, err: messageOf(e) });
 
   lease.startedAt = new Date().toISOString();
   lease.servicePid = process.pid;
@@ -95,11 +108,11 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
     let inputHash: Promise<string | null> = Promise.resolve(null);
     try {
       if (lease.attempt > s.maxAttempts) {
-        throw new JrError('JR_E_INTERNAL', `interrupted: the service stopped while running this job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts})`);
+        throw new JrError('JR_E_INTERRUPTED', `interrupted: the service stopped while running this job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts})`, { jobId: lease.id });
       }
       await step('prepare', async () => {
         await rm(paths.work, { force: true });
-        cleanups.push(() => rm(paths.work, { force: true }));
+        cleanups.push({ what: paths.work, fn: () => rm(paths.work, { force: true }) });
         facts.input.bytes = (await lstat(input)).size;
         // Size first, by fstat: a huge sparse file is refused without reading (or hashing) it.
         await checkInputFile(input, lease.compressed ? xzSlack(s.maxImageSize) : s.maxImageSize);
@@ -115,21 +128,22 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
           return await loadBaseImage(s.baseImageDir, lease.base ?? s.baseImage);
         } catch (e) {
           // A job naming a base we do not have is the job's problem; a broken default is ours.
-          if (lease.base !== null && isJrError(e, 'JR_E_BASE_IMAGE')) throw new JrError('JR_E_INPUT', `the job asks for base image '${lease.base}': ${messageOf(e)}`);
+          if (lease.base !== null && isJrError(e, 'JR_E_BASE_IMAGE')) throw new JrError('JR_E_INPUT', `the job asks for base image '${lease.base}': ${messageOf(e)}`, { cause: e });
           throw e;
         }
       });
       if (deps.signal.aborted) return await requeue('shutdown before the VM started');
-      state = transition(state, 'start');
+      move('start');
+      await writeLease(dir, lease);
       // qemu's scratch (snapshot overlay, boot files): private, per job, reachable by the qemu user.
       const vmTmp = await mkdtemp(path.join(os.tmpdir(), `${vmTmpPrefix(s.queue, lease.id)}-`));
-      cleanups.push(() => rm(vmTmp, { recursive: true, force: true }));
+      cleanups.push({ what: vmTmp, fn: () => rm(vmTmp, { recursive: true, force: true }) });
       await handOver(deps.runAs, [paths.work, vmTmp]);
       const chosen = facts.base;
-      const vm = await step('run', () => runJobVm({
+      const vm = await step('run', () => runner.run({
         image: paths.work, base: chosen, settings: s, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
-        onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(() => undefined); },
-      }, deps.accel));
+        onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
+      }));
       facts.vm = vm;
       if (vm.end === 'aborted') return await requeue(vm.reason);
       emit({ type: 'booted', id: lease.id, name: lease.name, accel: vm.accel });
@@ -139,11 +153,12 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
     } catch (e) {
       if (deps.signal.aborted) return await requeue('shutdown');
       const rejected = isJrError(e, 'JR_E_INPUT') || isJrError(e, 'JR_E_XZ');
-      const interrupted = isJrError(e, 'JR_E_INTERNAL') && messageOf(e).startsWith('interrupted');
+      const interrupted = isJrError(e, 'JR_E_INTERRUPTED');
       verdict = { status: rejected ? 'rejected' : interrupted ? 'failed' : 'error', exitCode: null, reason: messageOf(e), publishWork: false };
     }
 
-    state = transition(state, verbFor(verdict.status));
+    move(verbFor(verdict.status));
+    await writeLease(dir, lease).catch(cleanupFailed('lease (verdict)'));
     const target = publishesToDone(verdict.status) ? s.done : s.failed;
     const ctx = { claim, target, preset: s.compressPreset, version: deps.version, step };
     let file: string;
@@ -157,9 +172,10 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       // submitted input as evidence (a far smaller write); only if that fails too does the job
       // stay claimed for the next start.
       const reason = `could not publish the ${verdict.status} result to ${target}: ${messageOf(e)}; the submitted input is kept here instead (the run: ${verdict.reason})`;
+      if (verdict.status !== 'error') move('error');
+      status = 'error';
       try {
         file = await publishResult({ ...ctx, target: s.failed }, { status: 'error', exitCode: verdict.exitCode, reason, publishWork: false }, facts);
-        status = 'error';
       } catch (e2) {
         return await stuck(`${reason}; publishing that to ${s.failed} failed too: ${messageOf(e2)}`);
       }
@@ -168,11 +184,11 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
     emit({ type: 'finished', id: lease.id, name: lease.name, status, reason: verdict.reason, path: file });
     return { kind: 'published', status, file };
   } finally {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    for (const c of cleanups.reverse()) await c.fn().catch(cleanupFailed(c.what));
   }
 
   async function requeue(reason: string): Promise<JobEnd> {
-    state = transition(state, 'requeue');
+    move('requeue');
     lease.requeued = true;
     lease.qemuPid = null;
     await writeLease(dir, lease);
@@ -182,11 +198,12 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
 
   /** Nothing could be published: keep the claim (input untouched) and say why in the lease. */
   async function stuck(reason: string): Promise<JobEnd> {
+    move('stick');
     lease.lastError = reason;
     // Not an interrupted attempt: the next start retries it without counting towards max-attempts.
     lease.requeued = true;
     lease.qemuPid = null;
-    await writeLease(dir, lease).catch(() => undefined);
+    await writeLease(dir, lease).catch(cleanupFailed('lease (stuck)'));
     emit({ type: 'stuck', id: lease.id, name: lease.name, reason });
     return { kind: 'stuck', reason };
   }

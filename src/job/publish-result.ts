@@ -4,6 +4,7 @@
 // made is removed and the submitted input is still in its claim: the caller decides what next.
 import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { JrError, isJrError, messageOf } from '../errors.js';
 import { copySparse } from '../fsutil.js';
 import type { BaseImage } from '../image/base.js';
 import type { Claim } from '../spool/claim.js';
@@ -11,8 +12,7 @@ import { claimPaths } from '../spool/claim.js';
 import { publish, tempName } from '../spool/publish.js';
 import { compressFile } from '../xz/compress.js';
 import { verifyWritten } from '../xz/verify.js';
-import { seconds, type JobStatus } from './result.js';
-import type { FinalStatus } from './state.js';
+import { statusRecord, type FinalStatus, type JobStatus } from '../spool/record.js';
 import type { VmRunOutcome } from './vm-run.js';
 
 export interface Verdict { status: FinalStatus; exitCode: number | null; reason: string; publishWork: boolean }
@@ -41,6 +41,7 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
   let output: JobStatus['output'] = null;
   let moved: string | null = null;
   let published = false;
+  let stage = 'compress';
   try {
     if (verdict.publishWork) {
       const tmpXz = tempName(target, `${lease.name}.img.xz`);
@@ -48,12 +49,14 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
       const c = await step('compress', () => compressFile(claimPaths(claim.dir).work, tmpXz, { preset: ctx.preset }));
       // Our own output, checked before the claim (and the job's only other copy of its result) is
       // dropped: its data blocks decoded by xz -t, the rest compared with what we would write.
+      stage = 'verify';
       await step('verify', () => verifyWritten(tmpXz, c));
       facts.timings.compress = c.durationMs;
       output = { bytes: c.bytesOut, sha256: c.sha256, preset: ctx.preset };
     } else {
       // Not run (or not runnable): publish what was submitted, untouched, as evidence. A second
       // link (not a rename) so a failure later can never lose the input: it stays in the claim.
+      stage = 'evidence';
       const ext = lease.compressed ? 'img.xz' : 'img';
       const tmpIn = tempName(target, `${lease.name}.${ext}`);
       temps[ext] = tmpIn;
@@ -66,33 +69,31 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
         moved = tmpIn;
       });
     }
+    stage = 'log';
     const tmpLog = tempName(target, `${lease.name}.log`);
     temps.log = tmpLog;
     const consoleText = await readFile(claimPaths(claim.dir).log).catch(() => Buffer.alloc(0));
     await writeFile(tmpLog, Buffer.concat([consoleText, Buffer.from(`\n[jobrunner] ${verdict.status}: ${verdict.reason}\n`)]));
 
+    stage = 'publish';
     const finishedAt = new Date().toISOString();
     const { timings, vm, base } = facts;
     const finalName = await step('publish', () => publish(target, lease.name, {
       temps,
-      status: (publishedAs): JobStatus => ({
-        name: lease.name, id: lease.id, status: verdict.status, exitCode: verdict.exitCode, reason: verdict.reason,
-        submitted: lease.submitted, publishedAs, attempt: lease.attempt,
-        submittedAt: lease.submittedAt, startedAt: lease.startedAt, finishedAt,
-        durations: {
-          wait: seconds(Date.parse(lease.startedAt ?? finishedAt) - Date.parse(lease.submittedAt)),
-          boot: seconds(timings.boot), run: seconds(timings.run), compress: seconds(timings.compress),
-        },
-        input: facts.input,
-        output,
+      status: (publishedAs): JobStatus => statusRecord(lease, publishedAs, {
+        status: verdict.status, exitCode: verdict.exitCode, reason: verdict.reason, version: ctx.version,
+        startedAt: lease.startedAt, input: facts.input, timings, output,
         baseImage: base ? { name: base.name, sha256: base.rootSha256 } : null,
         accel: vm?.accel ?? null,
         console: vm ? { bytes: vm.consoleBytes, truncated: vm.consoleTruncated, lastLine: vm.lastLine } : null,
-        version: ctx.version,
-      }),
+      }, finishedAt),
     }));
     published = true;
     return path.join(target, `${finalName}.json`);
+  } catch (e) {
+    // Whatever failed (ENOSPC, a verify mismatch), the caller sees one code; the text is kept.
+    if (isJrError(e, 'JR_E_PUBLISH')) throw e;
+    throw new JrError('JR_E_PUBLISH', messageOf(e), { jobId: lease.id, step: isJrError(e) ? e.context.step ?? stage : stage, cause: e });
   } finally {
     if (moved && !published) await rename(moved, input);
     // publish() consumed the temps on success; after a failure this frees the space they held.

@@ -1,13 +1,12 @@
 // Job status as a string union; transitions are verbs checked against one table, so an
-// impossible move (e.g. publishing a job twice) is a bug caught where it happens.
+// impossible move (e.g. publishing a job twice) is a bug caught where it happens. The state is
+// kept in the job's lease (spool/claim.ts), so `jobrunner status` reads it instead of guessing.
 import { JrError } from '../errors.js';
+import type { FinalStatus, JobState } from '../spool/record.js';
 
-export type JobState = 'queued' | 'claimed' | 'running' | 'succeeded' | 'failed' | 'timeout' | 'boot-failed' | 'rejected' | 'error' | 'requeued';
+export type Verb = 'claim' | 'start' | 'succeed' | 'fail' | 'timeout' | 'bootFail' | 'reject' | 'error' | 'requeue' | 'stick' | 'recover';
 
-/** Final statuses, as written in NAME.json. */
-export type FinalStatus = 'succeeded' | 'failed' | 'timeout' | 'boot-failed' | 'rejected' | 'error';
-
-export type Verb = 'claim' | 'start' | 'succeed' | 'fail' | 'timeout' | 'bootFail' | 'reject' | 'error' | 'requeue';
+const FINAL: JobState[] = ['succeeded', 'failed', 'timeout', 'boot-failed', 'rejected', 'error'];
 
 const TABLE: Record<Verb, { from: JobState[]; to: JobState }> = {
   claim: { from: ['queued', 'requeued'], to: 'claimed' },
@@ -18,8 +17,14 @@ const TABLE: Record<Verb, { from: JobState[]; to: JobState }> = {
   timeout: { from: ['running'], to: 'timeout' },
   bootFail: { from: ['running'], to: 'boot-failed' },
   reject: { from: ['queued', 'claimed', 'running'], to: 'rejected' },
-  error: { from: ['queued', 'claimed', 'running'], to: 'error' },
+  // From a final status too: a result that could not be published is published as an `error`.
+  error: { from: ['queued', 'claimed', 'running', ...FINAL.filter((f) => f !== 'error')], to: 'error' },
+  // Shutdown: the run is stopped on purpose and the claim kept for the next start.
   requeue: { from: ['claimed', 'running'], to: 'requeued' },
+  // Nothing could be published, not even the `error`: the claim stays for the next start.
+  stick: { from: FINAL, to: 'stuck' },
+  // Start-up: every claim a previous service left, wherever it stopped, is run again.
+  recover: { from: ['claimed', 'running', 'requeued', 'stuck', ...FINAL], to: 'requeued' },
 };
 
 /** Apply `verb` to `state`; throws JR_E_INTERNAL when the move is not allowed. */

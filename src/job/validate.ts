@@ -3,6 +3,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants, type Stats } from 'node:fs';
 import { JrError } from '../errors.js';
+import { fileKind } from '../fsutil.js';
 import { formatBytes } from '../units.js';
 
 export interface ImageCheck {
@@ -84,15 +85,4 @@ function checkStat(st: Stats, maxBytes: number): number {
     throw new JrError('JR_E_INPUT', `not a usable job image: ${formatBytes(st.size)} exceeds the ${formatBytes(maxBytes)} limit (max-image-size)`);
   }
   return st.size;
-}
-
-/** What kind of file system object `st` (from lstat or fstat) describes, for refusal messages. */
-export function fileKind(st: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): string {
-  if (st.isSymbolicLink()) return 'a symbolic link';
-  if (st.isDirectory()) return 'a directory';
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isCharacterDevice()) return 'a character device';
-  return 'not a regular file';
 }

@@ -6,6 +6,7 @@ import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { entryExists, fsyncPath, writeFileAtomic } from '../fsutil.js';
 import { resultName, type Submission } from './names.js';
+import type { JobState } from './record.js';
 
 export interface Lease {
   id: string;
@@ -22,6 +23,8 @@ export interface Lease {
   submittedAt: string;
   claimedAt: string;
   startedAt: string | null;
+  /** Where the job is; moved only through job/state.ts's transition table. */
+  state: JobState;
   /** Set when a shutdown stopped the run on purpose: that run does not count as an attempt. */
   requeued?: boolean;
   /** Why the last run could not be published (the claim was kept for the next start). */
@@ -65,6 +68,7 @@ export async function claim(queueDir: string, sub: Submission, mtime: Date, subm
   const lease: Lease = {
     id, name: sub.name, submitted: submitted ?? sub.file, base: sub.base, compressed: sub.compressed, attempt: 1,
     servicePid: process.pid, qemuPid: null, submittedAt: mtime.toISOString(), claimedAt: new Date().toISOString(), startedAt: null,
+    state: 'claimed', // queued -> claimed: the one move the spool makes itself
   };
   const input = path.join(dir, inputName(sub.compressed));
   try {
@@ -101,6 +105,8 @@ export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
     if (!lease) { out.push({ claim: null, dir }); continue; }
     // The lease is ours, but it sits on disk: never let a name in it steer where results go.
     lease.name = resultName(lease.name);
+    // A lease written before leases kept their state: what it can be told from.
+    lease.state ??= lease.startedAt !== null ? 'running' : 'claimed';
     const input = path.join(dir, inputName(lease.compressed));
     const has = await entryExists(input);
     out.push({ claim: has ? { dir, lease, input } : null, dir });

@@ -8,10 +8,10 @@ import type { Stats } from 'node:fs';
 import { lstat, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Settings } from '../config.js';
-import type { JobStatus } from '../job/result.js';
-import { fileKind } from '../job/validate.js';
+import { fileKind } from '../fsutil.js';
 import { dropClaim, type Claim } from './claim.js';
 import { publish } from './publish.js';
+import { statusRecord } from './record.js';
 import { Semaphore } from '../semaphore.js';
 
 /** Why an entry (from lstat) cannot be a job image, or null when it is a plain single-link file. */
@@ -58,17 +58,13 @@ async function dispose(input: string, st: Stats, aside: string): Promise<void> {
 }
 
 async function publishRejection(s: Settings, c: Claim, reason: string, st: Stats, version: string): Promise<string> {
-  const l = c.lease;
   const now = new Date().toISOString();
-  const name = await publish(s.failed, l.name, {
+  const name = await publish(s.failed, c.lease.name, {
     temps: {},
-    status: (publishedAs): JobStatus => ({
-      name: l.name, id: l.id, status: 'rejected', exitCode: null, reason,
-      submitted: l.submitted, publishedAs, attempt: l.attempt, submittedAt: l.submittedAt, startedAt: null, finishedAt: now,
-      durations: { wait: null, boot: null, run: null, compress: null },
+    status: (publishedAs) => statusRecord(c.lease, publishedAs, {
+      status: 'rejected', exitCode: null, reason, version, startedAt: null,
       input: { bytes: st.isFile() ? st.size : null, sha256: null },
-      output: null, baseImage: null, accel: null, console: null, version,
-    }),
+    }, now),
   });
   return path.join(s.failed, `${name}.json`);
 }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir, rename, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { JobStatus } from '../../src/job/result.js';
+import type { JobStatus } from '../../src/spool/record.js';
 import { HAVE_BASE, REPO, jobrunner, makeJob, qemuProcessesFor, runProc, scratch } from '../helpers.js';
 
 interface Spool { root: string; queue: string; done: string; failed: string; args: string[]; env: NodeJS.ProcessEnv }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { JobStatus } from '../../../src/job/result.js';
+import type { JobStatus } from '../../../src/spool/record.js';
 import { REPO, scratch } from '../../helpers.js';
 
 export interface Spool { root: string; queue: string; done: string; failed: string; args: string[]; env: NodeJS.ProcessEnv }

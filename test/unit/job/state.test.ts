@@ -14,3 +14,16 @@ describe('job state machine', () => {
     expect(transition('claimed', 'fail')).toBe('failed');
   });
 });
+
+describe('job state after the verdict', () => {
+  it('a result that could not be published becomes an error, then stuck; recovery runs anything again', () => {
+    expect(transition('failed', 'error')).toBe('error');
+    expect(() => transition('error', 'error')).toThrow(/cannot error/);
+    expect(transition('error', 'stick')).toBe('stuck');
+    expect(() => transition('running', 'stick')).toThrow(/cannot stick/);
+    for (const st of ['claimed', 'running', 'requeued', 'stuck', 'succeeded', 'error'] as const) {
+      expect(transition(transition(st, 'recover'), 'claim')).toBe('claimed');
+    }
+    expect(() => transition('queued', 'recover')).toThrow(/cannot recover/);
+  });
+});

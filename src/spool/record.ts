@@ -1,0 +1,78 @@
+// NAME.json: the status record published beside every result, and its one builder (used for a
+// job that ran, publish-result.ts, and for an entry refused at claim, reject.ts). It lives in the
+// spool because it is the spool's output format: the job layer fills it, the spool writes it.
+
+/** Final statuses, as written in NAME.json. */
+export type FinalStatus = 'succeeded' | 'failed' | 'timeout' | 'boot-failed' | 'rejected' | 'error';
+
+/**
+ * Where a job is, as kept in its lease (job/state.ts moves it, through its transition table).
+ * `stuck`: a final status that could not be published; the claim waits for the next start.
+ */
+export type JobState = 'queued' | 'claimed' | 'running' | FinalStatus | 'requeued' | 'stuck';
+
+export interface JobStatus {
+  name: string;
+  id: string;
+  status: FinalStatus;
+  exitCode: number | null;
+  reason: string;
+  submitted: string;
+  publishedAs: string;
+  attempt: number;
+  submittedAt: string;
+  startedAt: string | null;
+  finishedAt: string;
+  durations: { wait: number | null; boot: number | null; run: number | null; compress: number | null };
+  input: { bytes: number | null; sha256: string | null };
+  /** The published .img.xz: its size, sha256 and the xz preset it was compressed with. */
+  output: { bytes: number; sha256: string; preset: number } | null;
+  baseImage: { name: string; sha256: string } | null;
+  accel: string | null;
+  console: { bytes: number; truncated: boolean; lastLine: string } | null;
+  version: string;
+}
+
+/** What is known about a job when its record is written; whatever did not happen stays null. */
+export interface RecordFacts {
+  status: FinalStatus;
+  exitCode: number | null;
+  reason: string;
+  version: string;
+  /** When the run started (null: it never ran). */
+  startedAt: string | null;
+  input: JobStatus['input'];
+  timings?: { boot: number | null; run: number | null; compress: number | null };
+  output?: JobStatus['output'];
+  baseImage?: JobStatus['baseImage'];
+  accel?: string | null;
+  console?: JobStatus['console'];
+}
+
+/** Seconds between two ISO timestamps / ms values, rounded to 0.1 s; null when unknown. */
+export function seconds(ms: number | null | undefined): number | null {
+  return ms === null || ms === undefined ? null : Math.round(ms / 100) / 10;
+}
+
+/** What the record says of the job itself (a Lease has it all). */
+export interface RecordSubject { name: string; id: string; submitted: string; attempt: number; submittedAt: string }
+
+/** The NAME.json record of `lease`, published as `publishedAs`, finished at `finishedAt`. */
+export function statusRecord(lease: RecordSubject, publishedAs: string, f: RecordFacts, finishedAt: string): JobStatus {
+  const t = f.timings ?? { boot: null, run: null, compress: null };
+  return {
+    name: lease.name, id: lease.id, status: f.status, exitCode: f.exitCode, reason: f.reason,
+    submitted: lease.submitted, publishedAs, attempt: lease.attempt,
+    submittedAt: lease.submittedAt, startedAt: f.startedAt, finishedAt,
+    durations: {
+      wait: f.startedAt === null ? null : seconds(Date.parse(f.startedAt) - Date.parse(lease.submittedAt)),
+      boot: seconds(t.boot), run: seconds(t.run), compress: seconds(t.compress),
+    },
+    input: f.input,
+    output: f.output ?? null,
+    baseImage: f.baseImage ?? null,
+    accel: f.accel ?? null,
+    console: f.console ?? null,
+    version: f.version,
+  };
+}
