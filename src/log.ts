@@ -14,8 +14,3 @@ export function createLogger(level = 'info', opts: { pretty?: boolean } = {}): L
   }
   return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime });
 }
-
-/** A logger that drops everything, for tests and library use. */
-export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
-}

@@ -6,6 +6,8 @@ import PQueue from 'p-queue';
 export class Scheduler {
   private readonly queue: PQueue;
   private readonly keys = new Set<string>();
+  /** Keys whose task has started (the rest of `keys` is waiting). */
+  private readonly started = new Set<string>();
 
   constructor(concurrency: number) {
     this.queue = new PQueue({ concurrency });
@@ -16,13 +18,10 @@ export class Scheduler {
     if (this.keys.has(key)) return false;
     this.keys.add(key);
     void this.queue.add(async () => {
-      try { await task(); } finally { this.keys.delete(key); }
+      this.started.add(key);
+      try { await task(); } finally { this.keys.delete(key); this.started.delete(key); }
     });
     return true;
-  }
-
-  has(key: string): boolean {
-    return this.keys.has(key);
   }
 
   /** Jobs queued or running. */
@@ -30,18 +29,15 @@ export class Scheduler {
     return this.keys.size;
   }
 
+  /** Tasks running now. */
   get running(): number {
     return this.queue.pending;
   }
 
-  /** Stop starting new tasks (running ones continue). */
-  pause(): void {
-    this.queue.pause();
-  }
-
-  /** Drop tasks not yet started. */
+  /** Drop tasks not yet started; their keys are free again (size counts only what still runs). */
   clearPending(): void {
     this.queue.clear();
+    for (const k of this.keys) if (!this.started.has(k)) this.keys.delete(k);
   }
 
   /** Resolves when nothing is queued or running. */

@@ -65,17 +65,3 @@ export async function detachLoop(dev: string, file: string): Promise<void> {
   if (backing === null || path.resolve(backing) !== path.resolve(file)) return;
   await run('losetup', ['--detach', dev], { errorCode: 'JR_E_PROCESS' });
 }
-
-/** Loop devices currently attached to `file`. */
-export async function loopsFor(file: string): Promise<string[]> {
-  const want = path.resolve(file);
-  const out: string[] = [];
-  let entries: string[] = [];
-  try { entries = await readdir('/sys/block'); } catch { return out; }
-  for (const e of entries) {
-    if (!/^loop\d+$/.test(e)) continue;
-    const b = await loopBackingFile(`/dev/${e}`);
-    if (b !== null && path.resolve(b) === want) out.push(`/dev/${e}`);
-  }
-  return out;
-}
