@@ -1,6 +1,7 @@
 // Small durable-filesystem helpers: fsync of files and directories, atomic JSON writes,
 // sparse copies. Used by the spool (claim, lease, publish).
 import { lstat, open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { run } from './proc.js';
 
@@ -10,9 +11,19 @@ export async function fsyncPath(p: string): Promise<void> {
   try { await fh.sync(); } finally { await fh.close(); }
 }
 
+/**
+ * A fresh temp name in `dir` for `label`: `.<label>.<pid>.<time>.<random>.<suffix>`. Unique per
+ * call, not per millisecond: two jobs with the same result name can publish at the same instant,
+ * and a shared temp name once made one of them fail and delete the other's file. A dotfile, so the
+ * queue ignores it; start-up sweeps of done/ and failed/ remove leftover `.*.tmp`.
+ */
+export function tempName(dir: string, label: string, suffix = 'tmp'): string {
+  return path.join(dir, `.${label}.${process.pid}.${Date.now().toString(36)}.${randomBytes(6).toString('hex')}.${suffix}`);
+}
+
 /** Write `data` to `file` atomically: temp name in the same directory, fsync, rename, fsync dir. */
 export async function writeFileAtomic(file: string, data: string | Buffer): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  const tmp = tempName(path.dirname(file), path.basename(file));
   try {
     await writeFile(tmp, data, { mode: 0o644 });
     await fsyncPath(tmp);
@@ -27,12 +38,6 @@ export async function writeFileAtomic(file: string, data: string | Buffer): Prom
 /** Copy a (possibly sparse) file keeping its holes: cp --sparse=always, reflink when possible. */
 export async function copySparse(src: string, dst: string): Promise<void> {
   await run('cp', ['--sparse=always', '--reflink=auto', '--no-dereference', '--', src, dst]);
-}
-
-/** True when pid names a live process. */
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 /** Read `len` bytes at `pos` into the start of `buf`, as many calls as it takes; returns how many

@@ -1,6 +1,8 @@
-// Process-table helpers over /proc: is a pid alive, its start time (so a recycled pid is not
-// mistaken for the one we recorded), and finding daemons by their command line.
-import { readFile, readdir } from 'node:fs/promises';
+// The one module that reads the process table (/proc): is a pid alive, its start time (so a
+// recycled pid is not mistaken for the one we recorded), a process's argv, finding processes by
+// their command line, and which files a process holds open (fd scans).
+import { readFile, readdir, readlink } from 'node:fs/promises';
+import path from 'node:path';
 
 export interface ProcId {
   pid: number;
@@ -30,6 +32,28 @@ export async function isAlive(id: ProcId | number): Promise<boolean> {
   const want = typeof id === 'number' ? { pid: id, start: -1 } : id;
   const now = await procId(want.pid);
   return now !== null && (want.start < 0 || now.start === want.start);
+}
+
+/** The identity of this process (start time -1 if /proc cannot tell it). */
+export async function selfId(): Promise<ProcId> {
+  return (await procId(process.pid)) ?? { pid: process.pid, start: -1 };
+}
+
+/** argv of a process (empty when it is gone or unreadable), empty arguments dropped. */
+export async function argvOf(pid: number): Promise<string[]> {
+  const raw = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
+  return raw.toString('utf8').split('\0').filter((a) => a !== '');
+}
+
+/** True when process `pid` has a file descriptor open on something under directory `dir`. */
+export async function holdsFilesUnder(pid: number, dir: string): Promise<boolean> {
+  const prefix = path.resolve(dir) + '/';
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    if (target.startsWith(prefix)) return true;
+  }
+  return false;
 }
 
 /** Pids of live processes whose argv satisfies `match` (zombies have no argv and never match). */

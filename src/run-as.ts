@@ -1,8 +1,8 @@
 // The unprivileged identity qemu runs as. Only root can switch users; for anyone else qemu simply
 // runs as the caller, who is already unprivileged.
 import { chown } from 'node:fs/promises';
-import { JrError } from '../errors.js';
-import { run } from '../proc.js';
+import { JrError } from './errors.js';
+import { run } from './proc.js';
 
 export interface RunAs { uid: number; gid: number }
 

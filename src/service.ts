@@ -1,22 +1,18 @@
 // The service: owns start-up (spool lock, recovery of stale claims, orphan qemu, temp sweep), the
 // watcher, and drain on stop. Emits everything through the one logger; prints nothing itself.
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import type { Settings } from './config.js';
-import { JrError, messageOf } from './errors.js';
-import { pidAlive } from './fsutil.js';
+import { messageOf } from './errors.js';
 import { loadBaseImage } from './image/base.js';
-import { runJob, vmTmpPrefix, type JobEvent } from './job/lifecycle.js';
+import { runJob, type JobEvent } from './job/lifecycle.js';
 import { transition } from './job/state.js';
 import { AccelState } from './job/vm-run.js';
 import type { Logger } from './log.js';
 import { Scheduler } from './scheduler.js';
-import { claim, dropClaim, listClaims, RUNNING, writeLease, type Claim } from './spool/claim.js';
+import type { RunAs } from './run-as.js';
+import { claim, dropClaim, writeLease, type Claim } from './spool/claim.js';
 import { parseSubmission } from './spool/names.js';
 import { screenClaimed } from './spool/reject.js';
-import { sweepTemps } from './spool/publish.js';
+import { Spool } from './spool/spool.js';
 import { QueueWatcher, type Candidate } from './spool/watcher.js';
 import { findOrphanQemu } from './vm/orphans.js';
 
@@ -24,14 +20,13 @@ export interface ServiceOptions {
   settings: Settings;
   logger: Logger;
   version: string;
-  runAs?: { uid: number; gid: number };
+  runAs?: RunAs;
 }
-
-const LOCK = '.jobrunner.lock';
 
 /** The job service. `start()` then `done` resolves when it has stopped (after `stop()` or --once). */
 export class Service {
   private readonly s: Settings;
+  private readonly spool: Spool;
   private readonly log: Logger;
   private readonly scheduler: Scheduler;
   private readonly accel: AccelState;
@@ -47,6 +42,7 @@ export class Service {
 
   constructor(private readonly o: ServiceOptions) {
     this.s = o.settings;
+    this.spool = new Spool(o.settings);
     this.log = o.logger;
     this.scheduler = new Scheduler(o.settings.concurrency);
     this.accel = new AccelState(o.settings.accel);
@@ -54,19 +50,18 @@ export class Service {
 
   async start(): Promise<void> {
     const s = this.s;
-    for (const d of [s.queue, s.done, s.failed]) await mkdir(d, { recursive: true });
-    await this.lock();
-    await mkdir(path.join(s.queue, RUNNING), { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
-    await this.checkRunningDir();
+    await this.spool.create();
+    await this.spool.lock();
+    this.locked = true;
+    await this.spool.checkRunningDir();
     const base = await loadBaseImage(s.baseImageDir, s.baseImage);
     const accel = await this.accel.get();
     if (accel.degraded) this.log.warn({ accel: accel.accel }, accel.reason);
     this.log.info({ queue: s.queue, done: s.done, failed: s.failed, base: base.name, accel: accel.accel, concurrency: s.concurrency, timeout: s.timeout / 1000 }, 'jobrunner started');
-    for (const d of [s.done, s.failed]) {
-      const n = await sweepTemps(d);
-      if (n > 0) this.log.info({ dir: d, files: n }, 'removed temp files left by a previous run');
+    for (const { dir, files } of await this.spool.sweepTemps()) {
+      if (files > 0) this.log.info({ dir, files }, 'removed temp files left by a previous run');
     }
-    const scratch = await sweepVmTmp(s.queue); // no VM of this spool runs now: we hold its lock
+    const scratch = await this.spool.sweepScratch(); // no VM of this spool runs now: we hold its lock
     if (scratch > 0) this.log.info({ dirs: scratch }, 'removed qemu scratch directories left by a previous run');
     await this.recover();
     this.watcher = new QueueWatcher({
@@ -94,54 +89,20 @@ export class Service {
       this.abort.abort();
       await idle;
     }
-    if (this.locked) await rm(path.join(this.s.queue, LOCK), { force: true });
+    if (this.locked) await this.spool.unlock();
     this.log.info('stopped');
     this.resolveDone();
-  }
-
-  /**
-   * One service per spool. The lock lives in queue/, where submitters can create dotfiles: it is
-   * only read when it is a regular file, and (re)created with O_EXCL|O_NOFOLLOW so a planted
-   * symlink can never make us write through it.
-   */
-  private async lock(): Promise<void> {
-    const file = path.join(this.s.queue, LOCK);
-    const st = await lstat(file).catch(() => null);
-    if (st?.isFile()) {
-      const other = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (other && other !== process.pid && pidAlive(other)) {
-        const cmd = await readFile(`/proc/${other}/cmdline`, 'utf8').catch(() => '');
-        if (cmd.includes('jobrunner')) throw new JrError('JR_E_CONFIG', `another jobrunner (pid ${other}) is serving ${this.s.queue}`);
-      }
-    }
-    if (st) await rm(file, { recursive: true, force: true });
-    const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
-    try { await fh.writeFile(`${process.pid}\n`); } finally { await fh.close(); }
-    this.locked = true;
-  }
-
-  /**
-   * queue/.running must be ours: a submitter could pre-create it (as a directory they can write,
-   * or a symlink), and everything the claim screening relies on assumes only we write there.
-   */
-  private async checkRunningDir(): Promise<void> {
-    const dir = path.join(this.s.queue, RUNNING);
-    const st = await lstat(dir);
-    const uid = process.getuid?.() ?? st.uid;
-    if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
-      throw new JrError('JR_E_CONFIG', `${dir} must be a directory owned by this service and writable only by it (found ${st.isDirectory() ? `mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid}` : 'something else'}); move it away and restart`);
-    }
   }
 
   /** Claims left by a crashed service: kill their qemu, count the attempt, run them again. */
   private async recover(): Promise<void> {
     // A qemu that outlived its service (pdeathsig should prevent it) still holds a claim's disks:
     // it must be gone before that claim runs again, or two VMs would write one image.
-    for (const pid of await findOrphanQemu(path.join(this.s.queue, RUNNING), this.s.qemu)) {
+    for (const pid of await findOrphanQemu(this.spool.running, this.s.qemu)) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       this.log.warn({ pid }, 'killed a qemu left by a previous run');
     }
-    for (const st of await listClaims(this.s.queue)) {
+    for (const st of await this.spool.claims()) {
       if (!st.claim) {
         await dropClaim(st.dir);
         this.log.info({ dir: st.dir }, 'removed an incomplete claim (its file is still queued)');
@@ -212,17 +173,7 @@ export class Service {
 
   private async checkOnceDone(): Promise<void> {
     if (this.stopping || this.scheduler.size > 0 || this.claiming.size > 0 || (this.watcher?.settling ?? 0) > 0) return;
-    const left = (await readdir(this.s.queue).catch(() => [] as string[])).filter((f) => parseSubmission(f) !== null);
+    const left = await this.spool.queuedNames();
     if (left.length === 0 && this.scheduler.size === 0) await this.stop('--once: the queue is empty');
   }
-}
-
-/** Remove every qemu scratch directory a previous run of this spool's service left behind. */
-async function sweepVmTmp(queueDir: string): Promise<number> {
-  const prefix = vmTmpPrefix(queueDir);
-  let n = 0;
-  for (const f of await readdir(os.tmpdir()).catch(() => [] as string[])) {
-    if (f.startsWith(prefix)) { await rm(path.join(os.tmpdir(), f), { recursive: true, force: true }); n++; }
-  }
-  return n;
 }

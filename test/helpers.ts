@@ -62,7 +62,7 @@ export async function makeJob(work: string, name: string, script: string, extraS
  */
 export async function qemuProcessesFor(dir: string): Promise<number[]> {
   const { readdir, readFile } = await import('node:fs/promises');
-  const { holdsFilesUnder } = await import('../src/vm/orphans.js');
+  const { holdsFilesUnder } = await import('../src/procfs.js');
   const pids: number[] = [];
   for (const p of await readdir('/proc')) {
     if (!/^\d+$/.test(p)) continue;

@@ -1,7 +1,43 @@
-// Tiny helpers shared by the CLIs: run-as-main detection and uniform error printing.
+// Tiny helpers shared by the CLIs: argument parsing (node:util parseArgs), run-as-main detection
+// and uniform error printing.
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isJrError, messageOf } from '../errors.js';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { JrError, isJrError, messageOf } from '../errors.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+type Values<O extends Options> = ReturnType<typeof parseArgs<{ options: O; strict: true; allowPositionals: false }>>['values'];
+
+/**
+ * Parse a command's own options with node:util parseArgs; every other argument (service settings
+ * such as `--queue DIR`, positionals, whatever follows `--`) is handed back in order for
+ * loadSettings, which knows the settings and refuses what nobody knows.
+ */
+export function parseOwnArgs<O extends Options>(argv: string[], options: O): { values: Values<O>; rest: string[] } {
+  const byShort = new Map(Object.entries(options).filter(([, o]) => o.short).map(([n, o]) => [o.short!, n]));
+  const own: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') { rest.push(...argv.slice(i)); break; }
+    const long = /^--([^=]+)(=.*)?$/s.exec(a);
+    const name = long ? long[1]! : /^-([^-])$/.exec(a) ? byShort.get(a[1]!) : undefined;
+    const opt = name === undefined ? undefined : options[name];
+    if (!opt) { rest.push(a); continue; }
+    if (opt.type === 'string' && !long?.[2]) {
+      // The next argument is the value, whatever it looks like (a file named -x included).
+      const v = argv[++i];
+      if (v === undefined) throw new JrError('JR_E_USAGE', `Expected ${a} to be followed by a value`);
+      own.push(`--${name}=${v}`);
+    } else own.push(a);
+  }
+  try {
+    const { values } = parseArgs({ args: own, options, strict: true, allowPositionals: false });
+    return { values: values as Values<O>, rest };
+  } catch (e) {
+    throw new JrError('JR_E_USAGE', messageOf(e), { cause: e });
+  }
+}
 
 /** True when the module at `metaUrl` is the program node was asked to run. */
 export function isMain(metaUrl: string): boolean {

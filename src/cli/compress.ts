@@ -2,7 +2,7 @@
 // a result (temp name beside OUT, fsync, rename, fsync the directory) so OUT is never half-written.
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { tempName } from '../fsutil.js';
 import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
 import { JrError } from '../errors.js';
@@ -74,7 +74,7 @@ export async function compressMain(argv: string[]): Promise<number> {
     throw new JrError('JR_E_USAGE', `${out} exists (use -f to overwrite)`);
   }
 
-  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempName(path.dirname(out), path.basename(out));
   const ac = new AbortController();
   const onSignal = (): void => ac.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);

@@ -4,20 +4,22 @@ import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadSettings, REPO_ROOT } from '../config.js';
-import type { JobStatus } from '../spool/record.js';
 import { createLogger } from '../log.js';
 import { Service } from '../service.js';
+import { Spool } from '../spool/spool.js';
+import { parseOwnArgs } from './args.js';
 import { main as extract } from './extract.js';
 import { VERSION } from '../version.js';
 import { main as mkimage } from './mkimage.js';
 
 /** Entry point of `jobrunner demo`. Exit 0 when the hello job succeeded. */
 export async function demoMain(argv: string[]): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
+  const { values, rest } = parseOwnArgs(argv, { help: { type: 'boolean', short: 'h' } });
+  if (values.help) {
     process.stdout.write('Usage: jobrunner demo [service options]\n\nPackages examples/hello, queues it, runs the service with --once, prints the result.\n');
     return 0;
   }
-  const { settings } = loadSettings([...argv, '--once']);
+  const { settings } = loadSettings([...rest, '--once']);
   const say = (s: string): void => { process.stdout.write(`\n==> ${s}\n`); };
   say(`packaging examples/hello into ${settings.queue}/hello.img`);
   const stamp = new Date().toISOString();
@@ -29,15 +31,9 @@ export async function demoMain(argv: string[]): Promise<number> {
   await service.start();
   await service.done;
 
-  const results: Array<{ dir: string; st: JobStatus }> = [];
-  for (const dir of [settings.done, settings.failed]) {
-    for (const f of await readdir(dir)) {
-      if (!f.endsWith('.json') || f.startsWith('.')) continue;
-      const st = JSON.parse(await readFile(path.join(dir, f), 'utf8')) as JobStatus;
-      if (st.name === 'hello' && st.finishedAt >= stamp) results.push({ dir, st });
-    }
-  }
-  const r = results.sort((a, b) => b.st.finishedAt.localeCompare(a.st.finishedAt))[0];
+  // The newest result of this run's hello job.
+  const found = (await new Spool(settings).results()).find((x) => x.status.name === 'hello' && x.status.finishedAt >= stamp);
+  const r = found && { dir: found.dir, st: found.status };
   if (!r) { process.stderr.write('demo: the hello job did not publish a result (see the log above)\n'); return 1; }
   const base = path.join(r.dir, r.st.publishedAs);
   say(`job ${r.st.status}: ${r.st.reason}`);

@@ -1,6 +1,6 @@
 // `scripts/mkimage DIR|TARBALL [-o OUT] [--size SIZE | --extra SIZE] [--fs ext2|ext4]`:
 // a job image from a directory or tarball, without root and without mounting.
-import { entryExists } from '../fsutil.js';
+import { entryExists, tempName } from '../fsutil.js';
 import { constants } from 'node:fs';
 import { access, lstat, mkdtemp, realpath, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -87,7 +87,7 @@ async function mkimage(argv: string[]): Promise<number> {
     const minimum = Math.ceil(content.bytes * 1.15) + 16 * 1024 * 1024;
     const size = sizeOpt ?? minimum + extra;
     if (size < minimum) throw new JrError('JR_E_USAGE', `--size ${formatBytes(size)} is too small: the content needs about ${formatBytes(minimum)}`);
-    const partial = path.join(path.dirname(out), `.${path.basename(out)}.${process.pid}.part`);
+    const partial = tempName(path.dirname(out), path.basename(out), 'part');
     await rm(partial, { force: true });
     await makeExtImage(dir, partial, size, fs);
     await rename(partial, out);

@@ -8,8 +8,9 @@ import { loadBaseImage } from '../image/base.js';
 import { checkJobImage } from '../job/validate.js';
 import { AccelState, runJobVm } from '../job/vm-run.js';
 import { EXIT, exitCodeFor } from '../job/exit-codes.js';
-import { handOver, resolveRunAs } from '../job/run-as.js';
+import { handOver, resolveRunAs } from '../run-as.js';
 import { formatDuration } from '../units.js';
+import { parseOwnArgs } from './args.js';
 
 const KEYS: SettingKey[] = ['timeout', 'baseImage', 'baseImageDir', 'memory', 'cpus', 'accel', 'network', 'init',
   'bootTimeout', 'killGrace', 'logCap', 'maxImageSize', 'qemu', 'sandbox', 'runAs'];
@@ -40,18 +41,15 @@ Exit status:
 
 /** Entry point of `jobrunner run`; returns the process exit code. */
 export async function runMainCmd(argv: string[]): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) { process.stdout.write(RUN_HELP); return 0; }
-  let logPath: string | null = null;
-  let quiet = false;
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--base') rest.push('--base-image');
-    else if (a.startsWith('--base=')) rest.push(`--base-image=${a.slice(7)}`);
-    else if (a === '--log') { logPath = argv[++i] ?? null; if (!logPath) throw new JrError('JR_E_USAGE', 'Expected --log to be followed by a file name'); }
-    else if (a === '--quiet') quiet = true;
-    else rest.push(a);
-  }
+  const { values, rest } = parseOwnArgs(argv, {
+    help: { type: 'boolean', short: 'h' }, base: { type: 'string' }, log: { type: 'string' }, quiet: { type: 'boolean' },
+  });
+  if (values.help) { process.stdout.write(RUN_HELP); return 0; }
+  const logPath = values.log ?? null;
+  if (logPath === '') throw new JrError('JR_E_USAGE', 'Expected --log to be followed by a file name');
+  const quiet = values.quiet === true;
+  // --base is an alias of the setting --base-image.
+  if (values.base !== undefined) rest.unshift(`--base-image=${values.base}`);
   const { settings, rest: words } = loadSettings(rest, process.env, KEYS);
   if (words.length !== 1) throw new JrError('JR_E_USAGE', `Expected exactly one IMAGE, got ${words.length} (see jobrunner run --help)`);
   const image = path.resolve(words[0]!);

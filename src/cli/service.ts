@@ -2,7 +2,7 @@
 import { loadSettings } from '../config.js';
 import { JrError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { resolveRunAs } from '../job/run-as.js';
+import { resolveRunAs } from '../run-as.js';
 import { Service } from '../service.js';
 import { VERSION } from '../version.js';
 

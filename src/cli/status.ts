@@ -1,13 +1,12 @@
 // `jobrunner status`: queued / running / recently finished, read from the spool alone (works
 // whether or not the service is running; reads only, never claims or moves anything).
-import { lstat, open, readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
+import { open } from 'node:fs/promises';
 import { loadSettings, settingsHelp } from '../config.js';
-import { pidAlive } from '../fsutil.js';
-import type { JobStatus } from '../spool/record.js';
-import { claimPaths, RUNNING, type Lease } from '../spool/claim.js';
-import { parseSubmission } from '../spool/names.js';
+import { isAlive } from '../procfs.js';
+import { claimPaths } from '../spool/claim.js';
+import { Spool } from '../spool/spool.js';
 import { formatBytes, formatDuration } from '../units.js';
+import { parseOwnArgs } from './args.js';
 
 const HELP = `Usage: jobrunner status [--recent N] [--json] [--queue DIR --done DIR --failed DIR]
 
@@ -35,40 +34,23 @@ async function lastLine(file: string): Promise<string> {
 
 /** Entry point of `jobrunner status`. */
 export async function statusMain(argv: string[]): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) { process.stdout.write(HELP); return 0; }
-  let recent = 10; let json = false;
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--json') json = true;
-    else if (argv[i] === '--recent') recent = Math.max(0, Number(argv[++i]) || 0);
-    else rest.push(argv[i]!);
-  }
+  const { values, rest } = parseOwnArgs(argv, { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' }, recent: { type: 'string' } });
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  const recent = Math.max(0, Number(values.recent ?? 10) || 0);
+  const json = values.json === true;
   const { settings: s } = loadSettings(rest, process.env, ['queue', 'done', 'failed']);
-  const queued: Array<{ file: string; bytes: number; since: string }> = [];
-  for (const f of await readdir(s.queue).catch(() => [] as string[])) {
-    if (!parseSubmission(f)) continue;
-    const st = await lstat(path.join(s.queue, f)).catch(() => null);
-    if (st) queued.push({ file: f, bytes: st.size, since: st.mtime.toISOString() });
-  }
+  const spool = new Spool(s);
+  const queued = await spool.queued();
   const running: Array<{ id: string; name: string; attempt: number; elapsedMs: number | null; state: string; lastLine: string }> = [];
-  for (const id of await readdir(path.join(s.queue, RUNNING)).catch(() => [] as string[])) {
-    const dir = path.join(s.queue, RUNNING, id);
-    const lease = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8').catch(() => 'null')) as Lease | null;
-    if (!lease) continue;
-    const live = pidAlive(lease.servicePid);
-    const state = !live ? 'stale (service not running; recovered at next start)' : lease.startedAt ? 'running' : 'claimed';
+  for (const { id, dir, lease } of await spool.leases()) {
+    const live = await isAlive(lease.servicePid);
+    // The state the service keeps in the lease (older leases: told from startedAt, as before).
+    const kept = lease.state ?? (lease.startedAt ? 'running' : 'claimed');
+    const state = !live ? 'stale (service not running; recovered at next start)' : kept;
     running.push({ id, name: lease.name, attempt: lease.attempt, state,
       elapsedMs: lease.startedAt ? Date.now() - Date.parse(lease.startedAt) : null, lastLine: await lastLine(claimPaths(dir).log) });
   }
-  const finished: JobStatus[] = [];
-  for (const d of [s.done, s.failed]) {
-    for (const f of await readdir(d).catch(() => [] as string[])) {
-      if (!f.endsWith('.json') || f.startsWith('.')) continue;
-      const st = JSON.parse(await readFile(path.join(d, f), 'utf8').catch(() => 'null')) as JobStatus | null;
-      if (st?.finishedAt) finished.push(st);
-    }
-  }
-  finished.sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
+  const finished = (await spool.results()).map((r) => r.status);
   const shown = finished.slice(0, recent);
   if (json) { process.stdout.write(JSON.stringify({ queued, running, finished: shown }, null, 2) + '\n'); return 0; }
   const out: string[] = [];

@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat, writeFile, rename } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { tempName } from '../fsutil.js';
 import { JrError } from '../errors.js';
 
 export interface FileDigest { bytes: number; sha256: string }
@@ -43,7 +44,7 @@ export async function readMeta(file: string): Promise<ImageMeta> {
 
 /** Write an image.json atomically (temp + rename in the same directory). */
 export async function writeMeta(file: string, meta: ImageMeta): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = tempName(path.dirname(file), path.basename(file));
   await writeFile(tmp, JSON.stringify(meta, null, 2) + '\n');
   await rename(tmp, file);
 }

@@ -10,12 +10,13 @@
 import { mkdir, mkdtemp, readFile, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { tempName } from '../fsutil.js';
 import { run } from '../proc.js';
 import { JrError } from '../errors.js';
 import { isMounted, mounts } from './mountinfo.js';
 import { attachLoop, detachLoop, loopPartitions } from './loop.js';
 import { startExport, stopExport } from './qsd.js';
-import { findProcesses, procId, waitGone } from './pids.js';
+import { findProcesses, procId, waitGone } from '../procfs.js';
 import { imageInfo, isMountableFs, probeLayout, type ImageFormat, type Layout } from './probe.js';
 
 export type Resource =
@@ -193,7 +194,7 @@ async function release(r: Resource): Promise<void> {
 
 /** Persist a state atomically (temp file + rename), so a crash never leaves half a record. */
 export async function saveState(file: string, st: unknown): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = tempName(path.dirname(file), path.basename(file));
   await writeFile(tmp, JSON.stringify(st, null, 2) + '\n');
   await rename(tmp, file);
 }

@@ -5,7 +5,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { run } from '../proc.js';
 import { JrError } from '../errors.js';
 import { isMounted } from './mountinfo.js';
-import { procId, signal, waitGone, type ProcId } from './pids.js';
+import { procId, signal, waitGone, type ProcId } from '../procfs.js';
 import type { ImageFormat } from './probe.js';
 
 export interface ExportSpec {

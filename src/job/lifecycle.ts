@@ -4,7 +4,6 @@
 // run in reverse in `finally`. The submitted input is never modified: the VM writes a sparse copy,
 // so a rerun or a rejection always starts from what was submitted.
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from '../config.js';
@@ -12,12 +11,13 @@ import { JrError, isJrError, messageOf } from '../errors.js';
 import { copySparse } from '../fsutil.js';
 import { loadBaseImage } from '../image/base.js';
 import { claimPaths, dropClaim, writeLease, type Claim } from '../spool/claim.js';
+import { vmTmpPrefix } from '../spool/spool.js';
 import { decompressFile } from '../xz/decompress.js';
 import { digestFile } from '../image/meta.js';
 import type { FinalStatus } from '../spool/record.js';
 import { publishResult, type RunFacts, type Verdict } from './publish-result.js';
 import { publishesToDone, transition, verbFor, type Verb } from './state.js';
-import { handOver, type RunAs } from './run-as.js';
+import { handOver, type RunAs } from '../run-as.js';
 import { vmRunner, type Runner } from './runner.js';
 import { checkInputFile, checkJobImage } from './validate.js';
 import type { AccelState, VmRunOutcome } from './vm-run.js';
@@ -42,15 +42,6 @@ export interface LifecycleDeps {
   runAs?: RunAs;
   /** What runs the prepared job (default: the qemu VM, vmRunner(accel)). */
   runner?: Runner;
-}
-
-/**
- * Prefix of qemu scratch directories under the system temp dir: per spool (a short hash of the
- * queue path), then per job. Start-up, holding the spool lock, removes every one of its spool.
- */
-export function vmTmpPrefix(queueDir: string, id = ''): string {
-  const spool = createHash('sha256').update(path.resolve(queueDir)).digest('hex').slice(0, 12);
-  return `jobrunner-vm-${spool}-${id}`;
 }
 
 export type JobEnd =

@@ -5,11 +5,11 @@
 import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { JrError, isJrError, messageOf } from '../errors.js';
-import { copySparse } from '../fsutil.js';
+import { copySparse, tempName } from '../fsutil.js';
 import type { BaseImage } from '../image/base.js';
 import type { Claim } from '../spool/claim.js';
 import { claimPaths } from '../spool/claim.js';
-import { publish, tempName } from '../spool/publish.js';
+import { publish } from '../spool/publish.js';
 import { compressFile } from '../xz/compress.js';
 import { verifyWritten } from '../xz/verify.js';
 import { statusRecord, type FinalStatus, type JobStatus } from '../spool/record.js';

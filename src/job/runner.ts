@@ -4,7 +4,7 @@
 // way of isolating a job (bubblewrap, a restored VM snapshot) is another Runner; another place to
 // run it (Slurm) is a Runner that ships the request there. See docs/ARCHITECTURE.md.
 import type { BaseImage } from '../image/base.js';
-import type { RunAs } from './run-as.js';
+import type { RunAs } from '../run-as.js';
 import { runJobVm, type AccelState, type VmRunOutcome, type VmRunSettings } from './vm-run.js';
 
 /** One run of one prepared job: everything a Runner may use, and nothing else. */

@@ -8,6 +8,7 @@ import type { BaseImage } from '../image/base.js';
 import { launchVm, type LaunchOptions, type VmOutcome } from '../vm/launch.js';
 import { chooseAccel, probeKvm, type AccelRequest, type AccelChoice } from '../vm/accel.js';
 import { kernelCmdline, type Accel } from '../vm/qemu-args.js';
+import type { RunAs } from '../run-as.js';
 
 export interface VmRunSettings {
   qemu: string;
@@ -29,7 +30,7 @@ export interface VmRunRequest {
   settings: VmRunSettings;
   logPath: string | null;
   tmpDir: string;
-  runAs?: { uid: number; gid: number };
+  runAs?: RunAs;
   onConsole?: LaunchOptions['onConsole'];
   onSpawn?: LaunchOptions['onSpawn'];
   signal?: AbortSignal;

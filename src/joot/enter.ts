@@ -5,7 +5,7 @@ import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { JrError, isJrError } from '../errors.js';
 import { run } from '../proc.js';
-import { procId, signal } from '../image/pids.js';
+import { procId, signal } from '../procfs.js';
 import type { JootConfig } from './config.js';
 import { readRecord } from './store.js';
 import { acquire, release } from './session.js';

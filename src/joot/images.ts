@@ -4,6 +4,7 @@
 // environment's overlay never sees its backing file replaced by a newer build.
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { tempName } from '../fsutil.js';
 import { JrError, messageOf } from '../errors.js';
 import { blkid, imageInfo, type ImageFormat } from '../image/probe.js';
 import { metaFileFor, readMeta, writeMeta, type ImageMeta } from '../image/meta.js';
@@ -83,7 +84,7 @@ export async function listImages(cfg: JootConfig): Promise<ImageRow[]> {
 async function fetchImage(cfg: JootConfig, metaLoc: string, meta: ImageMeta, say: (m: string) => void): Promise<string> {
   const final = cachedPath(cfg, meta);
   if (await exists(path.join(final, 'image.json'))) return final;
-  const tmp = path.join(cacheDir(cfg), `.tmp-${meta.name}-${process.pid}`);
+  const tmp = tempName(cacheDir(cfg), `tmp-${meta.name}`, 'dir');
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   try {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { JrError } from '../errors.js';
 import { run } from '../proc.js';
 import { mountsUnder } from '../image/mountinfo.js';
-import { findProcesses } from '../image/pids.js';
+import { findProcesses } from '../procfs.js';
 import type { JootConfig } from './config.js';
 import { resolveImage } from './images.js';
 import { acquire, unpin, usage } from './session.js';

@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { JrError, messageOf } from '../errors.js';
 import { loadState, mountImage, saveState, unmountImage, type MountState } from '../image/mount.js';
 import { isMounted, mounts } from '../image/mountinfo.js';
-import { isAlive, type ProcId } from '../image/pids.js';
+import { isAlive, type ProcId } from '../procfs.js';
 import { metaFileFor, readMeta } from '../image/meta.js';
 import { SYSTEM_MOUNTS, bindSpec, copyHostFile, mkdirInside, mountAll, unmountAll, type MountSpec } from '../image/chroot.js';
 import { envPaths, withEnvLock, type EnvRecord } from './store.js';

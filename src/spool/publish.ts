@@ -2,18 +2,11 @@
 // directory, fsynced, then linked to its final name (link fails instead of overwriting), and the
 // directory is fsynced. NAME.json goes last: its presence means the result is complete.
 import { link, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { entryExists, fsyncPath } from '../fsutil.js';
+import { entryExists, fsyncPath, tempName } from '../fsutil.js';
 import { Semaphore } from '../semaphore.js';
 
-/** Temp files in done/ and failed/ are named .<anything>.tmp; start-up removes leftovers. */
-export function tempName(dir: string, label: string): string {
-  // Unique per call, not per millisecond: two jobs with the same result name can publish at the
-  // same instant, and a shared temp name made one of them fail and delete the other's file.
-  return path.join(dir, `.${label}.${process.pid}.${Date.now().toString(36)}.${randomBytes(6).toString('hex')}.tmp`);
-}
-
+/** Temp files in done/ and failed/ are named .<anything>.tmp (fsutil.tempName); start-up removes leftovers. */
 /** Remove temp files a crashed service left in a publish directory; returns how many. */
 export async function sweepTemps(dir: string): Promise<number> {
   let n = 0;

@@ -7,6 +7,7 @@ import { spawn, type Child } from '../proc.js';
 import { ConsoleLog } from './console.js';
 import { MarkerParser, type MarkerEvent } from './markers.js';
 import { qemuArgs, type VmSpec } from './qemu-args.js';
+import type { RunAs } from '../run-as.js';
 
 export interface LaunchOptions {
   qemuBinary: string;
@@ -21,7 +22,7 @@ export interface LaunchOptions {
   /** Directory for qemu's temporary files (the root disk's snapshot overlay lands here via TMPDIR). */
   tmpDir: string;
   /** Run qemu as this user/group instead of ours (needs root). */
-  runAs?: { uid: number; gid: number };
+  runAs?: RunAs;
   onConsole?: (chunk: Buffer) => void;
   onEvent?: (ev: MarkerEvent) => void;
   /** Called once qemu is running, with its pid (the service records it in the lease). */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { run } from '../../src/proc.js';
 import { mounts } from '../../src/image/mountinfo.js';
 import { loopBackingFile } from '../../src/image/loop.js';
-import { findProcesses } from '../../src/image/pids.js';
+import { findProcesses } from '../../src/procfs.js';
 
 /** A minimal root: static busybox, passwd/group, debian_version "12.99-fixture". */
 export async function busyboxTree(dir: string): Promise<string> {

@@ -64,7 +64,7 @@ describe.skipIf(!HAVE_BASE)('service start-up guards', () => {
 
 describe.skipIf(!HAVE_BASE)('service start-up sweep', () => {
   it('removes qemu scratch directories a crashed run of this spool left in the temp dir, and only those', async () => {
-    const { vmTmpPrefix } = await import('../../src/job/lifecycle.js');
+    const { vmTmpPrefix } = await import('../../src/spool/spool.js');
     const os = await import('node:os');
     const { mkdtemp, readdir } = await import('node:fs/promises');
     const root = await scratch('guard-sweep');

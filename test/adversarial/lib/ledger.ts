@@ -6,7 +6,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { allStatuses, sha256, type Spool } from './spool.js';
-import { holdsFilesUnder } from '../../../src/vm/orphans.js';
+import { holdsFilesUnder } from '../../../src/procfs.js';
 
 export interface Fingerprint { sha256: string | null; size: number; mtimeMs: number; ctimeMs: number; nlink: number; mode: number; uid: number }
 

@@ -28,7 +28,7 @@ describe('submission names', () => {
 
 describe('publish temp names', () => {
   it('are unique even for the same result name in the same millisecond', async () => {
-    const { tempName } = await import('../../../src/spool/publish.js');
+    const { tempName } = await import('../../../src/fsutil.js');
     const names = new Set(Array.from({ length: 1000 }, () => tempName('/d', 'a_b.img')));
     expect(names.size).toBe(1000);
     for (const n of names) expect(n).toMatch(/^\/d\/\.a_b\.img\.\d+\.[0-9a-z]+\.[0-9a-f]{12}\.tmp$/);
