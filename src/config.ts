@@ -63,6 +63,11 @@ const schema = {
   qemu: { doc: 'The qemu system emulator binary', format: String, default: 'qemu-system-x86_64', env: 'JOBRUNNER_QEMU', arg: 'qemu' },
   runAs: { doc: 'Unprivileged user qemu runs as when started as root ("" keeps root: not for untrusted jobs)', format: String, default: 'jobrunner-qemu', env: 'JOBRUNNER_RUN_AS', arg: 'run-as' },
   sandbox: { doc: 'qemu seccomp sandbox (-sandbox on with deny options)', format: Boolean, default: true, env: 'JOBRUNNER_SANDBOX', arg: 'sandbox' },
+  backend: { doc: 'Where claimed jobs run: local (this host) or slurm (sbatch of `jobrunner node-run` on a cluster sharing the spool; docs/SCALE-OUT.md)', format: ['local', 'slurm'], default: 'local', env: 'JOBRUNNER_BACKEND', arg: 'backend' },
+  slurmPartition: { doc: 'Slurm partition for job VMs ("" = the cluster default)', format: String, default: '', env: 'JOBRUNNER_SLURM_PARTITION', arg: 'slurm-partition' },
+  slurmAccount: { doc: 'Slurm account for job VMs ("" = none)', format: String, default: '', env: 'JOBRUNNER_SLURM_ACCOUNT', arg: 'slurm-account' },
+  slurmArgs: { doc: 'Extra sbatch options, whitespace-separated (e.g. "--qos=build --constraint=fast")', format: String, default: '', env: 'JOBRUNNER_SLURM_ARGS', arg: 'slurm-args' },
+  slurmPoll: { doc: 'How often the Slurm backend polls squeue and the outcome files', format: 'duration', default: '500ms', env: 'JOBRUNNER_SLURM_POLL', arg: 'slurm-poll' },
   logLevel: { doc: 'Log level: fatal, error, warn, info, debug, trace', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', env: 'JOBRUNNER_LOG_LEVEL', arg: 'log-level' },
 };
 
@@ -73,6 +78,7 @@ export type Settings = {
   accel: 'auto' | 'kvm' | 'tcg'; network: 'off' | 'user'; init: 'construir' | 'systemd';
   logCap: number; compressPreset: number; maxImageSize: number; maxAttempts: number; settle: number; rescanInterval: number;
   once: boolean; qemu: string; runAs: string; sandbox: boolean; logLevel: string;
+  backend: 'local' | 'slurm'; slurmPartition: string; slurmAccount: string; slurmArgs: string; slurmPoll: number;
 };
 export type SettingKey = keyof Settings;
 

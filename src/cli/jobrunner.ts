@@ -11,6 +11,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   compress: { summary: 'compress an image to .xz (sparse-aware, parallel)', load: async () => (await import('./compress.js')).compressMain },
   mkimage: { summary: 'make a job image from a directory or tarball (no root)', load: async () => (await import('./mkimage.js')).main },
   extract: { summary: 'pull files out of a result image (.img or .img.xz, no root)', load: async () => (await import('./extract.js')).main },
+  'node-run': { summary: 'node side of --backend slurm: boot a claimed job (run by Slurm, not by hand)', load: async () => (await import('./node-run.js')).nodeRunMain },
   demo: { summary: 'package examples/hello, run it through the service, show the result', load: async () => (await import('./demo.js')).demoMain },
 };
 

@@ -1,0 +1,187 @@
+// The Slurm backend's service side: the VM run of a claimed job becomes a Slurm job (sbatch of
+// `jobrunner node-run CLAIM_DIR`), waited for by polling squeue and the claim's outcome file.
+// Our watchdogs still rule (the wall clock, cancel); Slurm's --time is only a backstop. Slurm's
+// ends are mapped onto ours, and an end without our outcome file is an infrastructure fault
+// (requeue), never a success: a broken slurmd reports COMPLETED 0:0 for jobs it never ran.
+import os from 'node:os';
+import path from 'node:path';
+import { REPO_ROOT } from '../config.js';
+import type { VmRunOutcome, VmRunSettings } from '../job/vm-run.js';
+import { isTerminal, sbatch, scancel, shellQuote, squeue, type SlurmEnv, type SlurmJobInfo } from './commands.js';
+import { readOutcome, writeRequest, type NodeOutcome } from './protocol.js';
+
+export interface SlurmSettings {
+  slurmPartition: string;
+  slurmAccount: string;
+  slurmArgs: string;
+  slurmPoll: number;
+}
+
+export interface SlurmRunRequest {
+  jobId: string;
+  claimDir: string;
+  baseImageDir: string;
+  baseImage: string;
+  settings: VmRunSettings & SlurmSettings & { runAs: string };
+  /** A Slurm job already submitted for this claim (re-attach after a restart). */
+  attachTo: number | null;
+  /** Called with the Slurm job id as soon as sbatch returns (the lease records it). */
+  onSubmit: (slurmJobId: number) => void;
+  /** Called when Slurm reports where the job runs. */
+  onNode?: (node: string) => void;
+  /** Shutdown: stop waiting, leave the Slurm job running (the next start re-attaches). */
+  signal: AbortSignal;
+  /** Cancel: end the Slurm job (scancel) and report `aborted`. */
+  cancel?: AbortSignal;
+  env?: SlurmEnv;
+  /** The jobrunner executable nodes run (default: this checkout's). */
+  jobrunner?: string;
+}
+
+export type SlurmEnd =
+  /** The node ran the VM (or our watchdog ended it): a normal outcome. */
+  | { kind: 'outcome'; outcome: VmRunOutcome; node: string | null; slurmJobId: number }
+  /** Not the job's fault (node failure, job never ran, Slurm lost it): run it again. */
+  | { kind: 'infra'; reason: string; node: string | null; slurmJobId: number | null }
+  /** We stopped waiting (shutdown); the Slurm job may still be running. */
+  | { kind: 'detached'; slurmJobId: number };
+
+/** Extra seconds Slurm's --time gives beyond our own limits: our watchdogs act first. */
+const BACKSTOP_S = 120;
+/** qemu's own memory beyond the guest's (TCG translation cache, device state, ours). */
+const QEMU_OVERHEAD_MIB = 384;
+/** An outcome file can lag the job's end on a shared filesystem: look again for this long. */
+const OUTCOME_LAG_MS = 5000;
+
+/** The sbatch job name: the job id, so `squeue` shows which job a Slurm job is. */
+export function slurmJobName(jobId: string): string {
+  return `jobrunner-${jobId}`;
+}
+
+/** Split --slurm-args into argv words (whitespace-separated; no shell, no quoting). */
+export function splitArgs(s: string): string[] {
+  return s.split(/\s+/).filter((w) => w !== '');
+}
+
+function batchScript(jobrunner: string, claimDir: string): string {
+  // --export=NONE: the node gets a clean environment, not the service's.
+  return `#!/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nexport PATH\nexec ${shellQuote(jobrunner)} node-run ${shellQuote(claimDir)}\n`;
+}
+
+/** Map a Slurm end that came without our outcome file onto ours. */
+export function mapSlurmEnd(info: SlurmJobInfo, cancelledByUs: boolean): { kind: 'infra'; reason: string } | { kind: 'outcome'; end: VmRunOutcome['end']; reason: string } {
+  const s = info.state;
+  const at = info.node ? ` on ${info.node}` : '';
+  switch (s) {
+    case 'TIMEOUT': return { kind: 'outcome', end: 'timeout', reason: `Slurm's time limit (the --time backstop) ended Slurm job ${info.jobId}${at}` };
+    case 'CANCELLED': return cancelledByUs
+      ? { kind: 'outcome', end: 'aborted', reason: `cancelled (Slurm job ${info.jobId}${at})` }
+      : { kind: 'outcome', end: 'killed', reason: `Slurm job ${info.jobId}${at} was cancelled in Slurm by someone else (scancel or an administrator)` };
+    case 'OUT_OF_MEMORY': return { kind: 'outcome', end: 'killed', reason: `Slurm killed job ${info.jobId}${at}: out of memory (raise --memory or the node's limits)` };
+    default: return { kind: 'infra', reason: `Slurm job ${info.jobId}${at} ended ${s}${info.reason && info.reason !== 'None' ? ` (${info.reason})` : ''} without running our node command to its end` };
+  }
+}
+
+/** Submit (or re-attach to) the Slurm job of one claim and wait for its end. */
+export async function runOnSlurm(req: SlurmRunRequest): Promise<SlurmEnd> {
+  const s = req.settings;
+  const env = req.env ?? {};
+  let slurmJobId = req.attachTo;
+  if (slurmJobId !== null) {
+    const known = (await squeue([slurmJobId], env)).get(slurmJobId);
+    if (!known) {
+      const done = await readOutcome(req.claimDir, req.jobId);
+      if (done) return fromOutcome(done, slurmJobId);
+      return { kind: 'infra', reason: `Slurm no longer knows job ${slurmJobId} and it left no outcome`, node: null, slurmJobId };
+    }
+  } else {
+    await writeRequest(req.claimDir, { protocol: 1, jobId: req.jobId, baseImageDir: req.baseImageDir, baseImage: req.baseImage, settings: pickVmSettings(s) });
+    const limitS = (s.timeout + s.bootTimeout + 2 * s.killGrace) / 1000 + BACKSTOP_S;
+    slurmJobId = await sbatch({
+      script: batchScript(req.jobrunner ?? path.join(REPO_ROOT, 'jobrunner'), req.claimDir),
+      jobName: slurmJobName(req.jobId), timeMinutes: limitS / 60,
+      memMiB: s.memory / (1024 * 1024) + QEMU_OVERHEAD_MIB, cpus: s.cpus,
+      output: path.join(req.claimDir, 'slurm.out'), chdir: os.tmpdir(),
+      partition: s.slurmPartition || undefined, account: s.slurmAccount || undefined, extra: splitArgs(s.slurmArgs),
+    }, env);
+    req.onSubmit(slurmJobId);
+  }
+  const id = slurmJobId;
+  let cancelledByUs = false;
+  let runningSince: number | null = null;
+  let node: string | null = null;
+  let endedAt: number | null = null;
+  let last: SlurmJobInfo | undefined;
+  // Our wall clock counts from when Slurm started the job (time pending in Slurm's queue is
+  // capacity, not the job's), with room for the node's own watchdogs to act first.
+  const ourLimit = s.timeout + s.bootTimeout + 2 * s.killGrace + 30_000;
+  for (;;) {
+    if (req.signal.aborted) return { kind: 'detached', slurmJobId: id };
+    if (req.cancel?.aborted && !cancelledByUs) { cancelledByUs = true; await scancel(id, env); }
+    const info = (await squeue([id], env).catch(() => undefined))?.get(id);
+    if (info) last = info;
+    if (info?.node && info.node !== node) { node = info.node; req.onNode?.(node); }
+    if (info?.state === 'RUNNING' && runningSince === null) runningSince = Date.now();
+    if (runningSince !== null && !cancelledByUs && Date.now() - runningSince > ourLimit) {
+      cancelledByUs = true;
+      await scancel(id, env);
+      const out = await waitForEnd(id, env, req);
+      const o = await readOutcome(req.claimDir, req.jobId);
+      if (o) return fromOutcome(o, id);
+      return { kind: 'outcome', outcome: synthetic('timeout', `the node did not end the job within its limits; jobrunner cancelled Slurm job ${id}`, ourLimit), node: out?.node ?? node, slurmJobId: id };
+    }
+    const ended = info === undefined || isTerminal(info.state);
+    if (ended) {
+      endedAt ??= Date.now();
+      const o = await readOutcome(req.claimDir, req.jobId);
+      if (o) {
+        if (cancelledByUs && o.outcome.end === 'aborted') return { kind: 'outcome', outcome: { ...o.outcome, reason: `cancelled (Slurm job ${id})` }, node: o.node, slurmJobId: id };
+        return fromOutcome(o, id);
+      }
+      if (Date.now() - endedAt >= OUTCOME_LAG_MS) {
+        if (!info && !last) return { kind: 'infra', reason: `Slurm no longer knows job ${id} and it left no outcome`, node, slurmJobId: id };
+        const m = mapSlurmEnd(info ?? last!, cancelledByUs);
+        if (m.kind === 'infra') return { kind: 'infra', reason: m.reason, node, slurmJobId: id };
+        return { kind: 'outcome', outcome: synthetic(m.end, m.reason, runningSince === null ? 0 : Date.now() - runningSince), node, slurmJobId: id };
+      }
+    }
+    await sleep(s.slurmPoll, req.signal, req.cancel);
+  }
+}
+
+async function waitForEnd(id: number, env: SlurmEnv, req: SlurmRunRequest): Promise<SlurmJobInfo | undefined> {
+  const until = Date.now() + 60_000;
+  let last: SlurmJobInfo | undefined;
+  while (Date.now() < until) {
+    const info = (await squeue([id], env).catch(() => undefined))?.get(id);
+    if (info) last = info;
+    if (!info || isTerminal(info.state)) return last;
+    await sleep(500, req.signal);
+  }
+  return last;
+}
+
+function fromOutcome(o: NodeOutcome, id: number): SlurmEnd {
+  return { kind: 'outcome', outcome: o.outcome, node: o.node, slurmJobId: id };
+}
+
+function synthetic(end: VmRunOutcome['end'], reason: string, totalMs: number): VmRunOutcome {
+  return {
+    end, exitCode: null, clean: false, reason, bootMs: null, totalMs, consoleBytes: 0, consoleTruncated: false, lastLine: '',
+    sawOutput: false, qemuExitCode: null, qemuSignal: null, stderrTail: '', argv: [], accel: 'tcg', accelReason: 'ran on a Slurm node',
+  };
+}
+
+function pickVmSettings(s: SlurmRunRequest['settings']): VmRunSettings & { runAs: string } {
+  const { qemu, accel, memory, cpus, network, init, timeout, bootTimeout, killGrace, logCap, sandbox, runAs } = s;
+  return { qemu, accel, memory, cpus, network, init, timeout, bootTimeout, killGrace, logCap, sandbox, runAs };
+}
+
+function sleep(ms: number, ...signals: Array<AbortSignal | undefined>): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    const live = signals.filter((x): x is AbortSignal => x !== undefined);
+    function done(): void { clearTimeout(t); for (const x of live) x.removeEventListener('abort', done); resolve(); }
+    for (const x of live) x.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,53 @@
+// The Slurm adapter's pure parts: sbatch argv, squeue --json parsing, and how Slurm's ends map
+// onto ours (an end without our outcome file is never a success).
+import { describe, expect, it } from 'vitest';
+import { parseSqueueJson, sbatchArgs, shellQuote } from '../../src/slurm/commands.js';
+import { mapSlurmEnd, slurmJobName, splitArgs } from '../../src/slurm/runner.js';
+
+describe('sbatch argv', () => {
+  it('carries our limits, refuses Slurm requeues and appends operator options last', () => {
+    expect(sbatchArgs({ script: '#!/bin/sh\n', jobName: slurmJobName('abc-1'), timeMinutes: 3.2, memMiB: 1408, cpus: 2,
+      output: '/q/.running/abc-1/slurm.out', chdir: '/tmp', partition: 'build', account: '', extra: ['--qos=low'] })).toEqual([
+      '--parsable', '--job-name=jobrunner-abc-1', '--time=4', '--mem=1408M', '--cpus-per-task=2', '--ntasks=1', '--nodes=1',
+      '--no-requeue', '--output=/q/.running/abc-1/slurm.out', '--chdir=/tmp', '--export=NONE', '--partition=build', '--qos=low']);
+  });
+  it('splits --slurm-args on whitespace without any shell', () => {
+    expect(splitArgs('  --qos=a   --comment=$(id);rm\t--hold ')).toEqual(['--qos=a', '--comment=$(id);rm', '--hold']);
+  });
+  it('quotes words for the batch script', () => {
+    expect(shellQuote("/srv/it's here")).toBe(`'/srv/it'\\''s here'`);
+  });
+});
+
+describe('squeue --json', () => {
+  it('reads state, raw exit status and node (Slurm 22.05 shape)', () => {
+    const text = JSON.stringify({ jobs: [
+      { job_id: 7, job_state: 'FAILED', exit_code: 768, nodes: 'n1', state_reason: 'NonZeroExitCode' },
+      { job_id: 8, job_state: 'PENDING', nodes: '', state_reason: 'Resources' },
+    ] });
+    expect(parseSqueueJson(text)).toEqual([
+      { jobId: 7, state: 'FAILED', exitCode: 768, node: 'n1', reason: 'NonZeroExitCode' },
+      { jobId: 8, state: 'PENDING', exitCode: null, node: null, reason: 'Resources' },
+    ]);
+  });
+  it('refuses output that is not squeue JSON', () => {
+    expect(() => parseSqueueJson('slurm_load_jobs error')).toThrow(/not JSON/);
+    expect(() => parseSqueueJson('{}')).toThrow(/no "jobs"/);
+  });
+});
+
+describe('Slurm ends without our outcome file', () => {
+  const info = (state: string) => ({ jobId: 9, state, exitCode: 0, node: 'n2', reason: 'None' });
+  it('COMPLETED without an outcome is an infrastructure fault, never a success', () => {
+    expect(mapSlurmEnd(info('COMPLETED'), false)).toEqual({ kind: 'infra', reason: 'Slurm job 9 on n2 ended COMPLETED without running our node command to its end' });
+  });
+  it.each(['NODE_FAIL', 'BOOT_FAIL', 'FAILED'])('%s is requeued', (s) => {
+    expect(mapSlurmEnd(info(s), false).kind).toBe('infra');
+  });
+  it('TIMEOUT is a timeout, OUT_OF_MEMORY an error, a foreign CANCELLED an error naming Slurm', () => {
+    expect(mapSlurmEnd(info('TIMEOUT'), false)).toMatchObject({ kind: 'outcome', end: 'timeout' });
+    expect(mapSlurmEnd(info('OUT_OF_MEMORY'), false)).toMatchObject({ kind: 'outcome', end: 'killed', reason: expect.stringContaining('out of memory') });
+    expect(mapSlurmEnd(info('CANCELLED'), false)).toMatchObject({ kind: 'outcome', end: 'killed', reason: expect.stringContaining('cancelled in Slurm by someone else') });
+    expect(mapSlurmEnd(info('CANCELLED'), true)).toMatchObject({ kind: 'outcome', end: 'aborted' });
+  });
+});
