@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'JR_E_XZ'            // compression / decompression failed or exceeded a cap
   | 'JR_E_PERMISSION'    // needs root (or another privilege) we do not have
   | 'JR_E_JOOT'          // joot environment errors
+  | 'JR_E_INFRA'         // the machinery that runs jobs (a build node, the batch engine) failed the same job max-attempts times
   | 'JR_E_SLURM'         // a Slurm command failed or said something we cannot read
   | 'JR_E_INTERNAL';     // a bug
 

@@ -15,6 +15,10 @@ import { screenClaimed } from './spool/reject.js';
 import { Spool } from './spool/spool.js';
 import { QueueWatcher, type Candidate } from './spool/watcher.js';
 import { findOrphanQemu } from './vm/orphans.js';
+import { holdsFilesUnder } from './procfs.js';
+import type { Runner } from './job/runner.js';
+import { slurmRunner } from './slurm/runner.js';
+import path from 'node:path';
 
 export interface ServiceOptions {
   settings: Settings;
@@ -30,6 +34,8 @@ export class Service {
   private readonly log: Logger;
   private readonly scheduler: Scheduler;
   private readonly accel: AccelState;
+  /** Where jobs run: undefined is the local qemu (the lifecycle's default). */
+  private readonly runner: Runner | undefined;
   private readonly abort = new AbortController();
   private watcher: QueueWatcher | null = null;
   private stopping = false;
@@ -46,6 +52,7 @@ export class Service {
     this.log = o.logger;
     this.scheduler = new Scheduler(o.settings.concurrency);
     this.accel = new AccelState(o.settings.accel);
+    this.runner = o.settings.backend === 'slurm' ? slurmRunner({ ...o.settings, baseImageDir: path.resolve(o.settings.baseImageDir) }) : undefined;
   }
 
   async start(): Promise<void> {
@@ -98,11 +105,15 @@ export class Service {
   private async recover(): Promise<void> {
     // A qemu that outlived its service (pdeathsig should prevent it) still holds a claim's disks:
     // it must be gone before that claim runs again, or two VMs would write one image.
+    const claims = await this.spool.claims();
+    // A run shipped to Slurm belongs to its Slurm job (it may run on this very host): never kill it.
+    const remote = claims.filter((st) => st.claim?.lease.remote).map((st) => st.dir);
     for (const pid of await findOrphanQemu(this.spool.running, this.s.qemu)) {
+      if ((await Promise.all(remote.map((d) => holdsFilesUnder(pid, d)))).some(Boolean)) continue;
       try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       this.log.warn({ pid }, 'killed a qemu left by a previous run');
     }
-    for (const st of await this.spool.claims()) {
+    for (const st of claims) {
       if (!st.claim) {
         await dropClaim(st.dir);
         this.log.info({ dir: st.dir }, 'removed an incomplete claim (its file is still queued)');
@@ -114,7 +125,8 @@ export class Service {
         continue;
       }
       // Only a run that started and was not stopped on purpose counts as an interrupted attempt.
-      if (c.lease.startedAt !== null && !c.lease.requeued) c.lease.attempt += 1;
+      // A remote run is re-attached to, not run again: it is not an interrupted attempt either.
+      if (c.lease.startedAt !== null && !c.lease.requeued && !c.lease.remote) c.lease.attempt += 1;
       c.lease.requeued = false;
       // Wherever the previous service left it, it runs again: requeued by recovery, then claimed.
       c.lease.state = transition(transition(c.lease.state, 'recover'), 'claim');
@@ -149,7 +161,7 @@ export class Service {
       if (this.stopping && this.abort.signal.aborted) return;
       try {
         await runJob(c, {
-          settings: this.s, accel: this.accel, version: this.o.version, signal: this.abort.signal, runAs: this.o.runAs,
+          settings: this.s, accel: this.accel, version: this.o.version, signal: this.abort.signal, runAs: this.o.runAs, runner: this.runner,
           emit: (ev) => this.event(ev),
         });
       } catch (e) {

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 export const LAYERS = {
   '*': 0,
   xz: 1, image: 1, spool: 1, vm: 1, unshare: 1, deps: 1,
-  job: 2, joot: 2,
+  job: 2, joot: 2, slurm: 2,
   scheduler: 3,
   service: 4,
   cli: 5, http: 5,

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { JrError, messageOf } from '../errors.js';
 import { loadBaseImage } from '../image/base.js';
-import { handOver, resolveRunAs } from '../job/run-as.js';
+import { handOver, resolveRunAs } from '../run-as.js';
 import { AccelState, runJobVm } from '../job/vm-run.js';
 import { claimPaths } from '../spool/claim.js';
 import { readRequest, writeOutcome } from '../slurm/protocol.js';

@@ -41,13 +41,13 @@ export async function statusMain(argv: string[]): Promise<number> {
   const { settings: s } = loadSettings(rest, process.env, ['queue', 'done', 'failed']);
   const spool = new Spool(s);
   const queued = await spool.queued();
-  const running: Array<{ id: string; name: string; attempt: number; elapsedMs: number | null; state: string; lastLine: string }> = [];
+  const running: Array<{ id: string; name: string; attempt: number; elapsedMs: number | null; state: string; lastLine: string; node: string | null; slurmJobId: number | null }> = [];
   for (const { id, dir, lease } of await spool.leases()) {
     const live = await isAlive(lease.servicePid);
     // The state the service keeps in the lease (older leases: told from startedAt, as before).
     const kept = lease.state ?? (lease.startedAt ? 'running' : 'claimed');
     const state = !live ? 'stale (service not running; recovered at next start)' : kept;
-    running.push({ id, name: lease.name, attempt: lease.attempt, state,
+    running.push({ id, name: lease.name, attempt: lease.attempt, state, node: lease.remote?.node ?? null, slurmJobId: lease.remote?.jobId ?? null,
       elapsedMs: lease.startedAt ? Date.now() - Date.parse(lease.startedAt) : null, lastLine: await lastLine(claimPaths(dir).log) });
   }
   const finished = (await spool.results()).map((r) => r.status);
@@ -58,7 +58,7 @@ export async function statusMain(argv: string[]): Promise<number> {
   for (const q of queued) out.push(`  ${JSON.stringify(q.file)}  ${formatBytes(q.bytes)}  since ${q.since}`);
   out.push(`running (${running.length}):`);
   for (const r of running) {
-    out.push(`  ${r.name} [${r.id}] ${r.state}${r.elapsedMs !== null ? ` for ${formatDuration(r.elapsedMs)}` : ''}${r.attempt > 1 ? ` (attempt ${r.attempt})` : ''}`);
+    out.push(`  ${r.name} [${r.id}] ${r.state}${r.elapsedMs !== null ? ` for ${formatDuration(r.elapsedMs)}` : ''}${r.attempt > 1 ? ` (attempt ${r.attempt})` : ''}${r.slurmJobId !== null ? ` on ${r.node ?? '(not yet placed)'}, Slurm job ${r.slurmJobId}` : ''}`);
     if (r.lastLine) out.push(`      > ${r.lastLine}`);
   }
   out.push(`recently finished (${shown.length} of ${finished.length}):`);

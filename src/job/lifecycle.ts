@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError, isJrError, messageOf } from '../errors.js';
-import { copySparse } from '../fsutil.js';
+import { copySparse, entryExists } from '../fsutil.js';
 import { loadBaseImage } from '../image/base.js';
 import { claimPaths, dropClaim, writeLease, type Claim } from '../spool/claim.js';
 import { vmTmpPrefix } from '../spool/spool.js';
@@ -101,10 +101,15 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       if (lease.attempt > s.maxAttempts) {
         throw new JrError('JR_E_INTERRUPTED', `interrupted: the service stopped while running this job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts})`, { jobId: lease.id });
       }
+      // A run shipped elsewhere before a restart (lease.remote) is re-attached to, over the work
+      // image it was started on; an infrastructure fault (vm.requeue) runs it again from the input.
+      for (;;) {
+      const attach = lease.remote ? await entryExists(paths.work) : false;
       await step('prepare', async () => {
-        await rm(paths.work, { force: true });
         cleanups.push({ what: paths.work, fn: () => rm(paths.work, { force: true }) });
         facts.input.bytes = (await lstat(input)).size;
+        if (attach) { inputHash = digestFile(input).then((d) => d.sha256, () => null); return; }
+        await rm(paths.work, { force: true });
         // Size first, by fstat: a huge sparse file is refused without reading (or hashing) it.
         await checkInputFile(input, lease.compressed ? xzSlack(s.maxImageSize) : s.maxImageSize);
         // Hashing a large sparse input takes seconds: do it while the VM runs (the input is never
@@ -134,13 +139,30 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       const vm = await step('run', () => runner.run({
         image: paths.work, base: chosen, settings: s, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
+        job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
+          onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },
       }));
       facts.vm = vm;
+      if (vm.requeue !== undefined) {
+        lease.remote = null;
+        lease.attempt += 1;
+        emit({ type: 'requeued', id: lease.id, name: lease.name, reason: `${vm.requeue}; running it again (attempt ${lease.attempt})` });
+        if (lease.attempt > s.maxAttempts) {
+          throw new JrError('JR_E_INFRA', `the run failed for reasons outside the job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts}); last: ${vm.requeue}`, { jobId: lease.id });
+        }
+        move('requeue'); move('claim'); move('start');
+        await writeLease(dir, lease);
+        continue;
+      }
+      // Shutdown: a remote run goes on without us; the next start re-attaches to it.
       if (vm.end === 'aborted') return await requeue(vm.reason);
+      lease.remote = null;
       emit({ type: 'booted', id: lease.id, name: lease.name, accel: vm.accel });
       facts.timings.boot = vm.bootMs;
       facts.timings.run = vm.bootMs === null ? null : vm.totalMs - vm.bootMs;
       verdict = verdictOf(vm);
+      break;
+      }
     } catch (e) {
       if (deps.signal.aborted) return await requeue('shutdown');
       const rejected = isJrError(e, 'JR_E_INPUT') || isJrError(e, 'JR_E_XZ');

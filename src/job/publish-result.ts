@@ -13,7 +13,7 @@ import { publish } from '../spool/publish.js';
 import { compressFile } from '../xz/compress.js';
 import { verifyWritten } from '../xz/verify.js';
 import { statusRecord, type FinalStatus, type JobStatus } from '../spool/record.js';
-import type { VmRunOutcome } from './vm-run.js';
+import type { RunOutcome } from './runner.js';
 
 export interface Verdict { status: FinalStatus; exitCode: number | null; reason: string; publishWork: boolean }
 
@@ -21,7 +21,7 @@ export interface RunFacts {
   timings: { boot: number | null; run: number | null; compress: number | null };
   input: { bytes: number | null; sha256: string | null };
   base: BaseImage | null;
-  vm: VmRunOutcome | null;
+  vm: RunOutcome | null;
 }
 
 export interface PublishContext {
@@ -86,6 +86,7 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
         baseImage: base ? { name: base.name, sha256: base.rootSha256 } : null,
         accel: vm?.accel ?? null,
         console: vm ? { bytes: vm.consoleBytes, truncated: vm.consoleTruncated, lastLine: vm.lastLine } : null,
+        runner: vm?.runner,
       }, finishedAt),
     }));
     published = true;

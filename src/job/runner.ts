@@ -5,6 +5,7 @@
 // run it (Slurm) is a Runner that ships the request there. See docs/ARCHITECTURE.md.
 import type { BaseImage } from '../image/base.js';
 import type { RunAs } from '../run-as.js';
+import type { RemoteRun } from '../spool/claim.js';
 import { runJobVm, type AccelState, type VmRunOutcome, type VmRunSettings } from './vm-run.js';
 
 /** One run of one prepared job: everything a Runner may use, and nothing else. */
@@ -22,13 +23,23 @@ export interface RunRequest {
   signal: AbortSignal;
   /** The pid to record in the lease (killed at start-up if a crashed service left it running). */
   onSpawn?: (pid: number) => void;
+  /**
+   * The claim, for runners that ship the run elsewhere (Slurm): its id and directory, the remote
+   * run its lease already names (re-attach after a restart), and where to record a new one.
+   */
+  job?: { id: string; dir: string; remote: RemoteRun | null; onRemote: (r: RemoteRun) => void };
 }
 
 /**
  * How a run ended. Every runner fills the VM's outcome shape (end, exitCode, reason, timings,
  * console facts); the lifecycle turns it into a verdict (lifecycle.verdictOf).
  */
-export type RunOutcome = VmRunOutcome;
+export type RunOutcome = VmRunOutcome & {
+  /** Not the job's doing (a node failed, the job never ran there): run it again, as a new attempt. */
+  requeue?: string;
+  /** Where it ran, for the record. */
+  runner?: { backend: 'local' | 'slurm'; node: string | null; slurmJobId: number | null };
+};
 
 /** Runs prepared jobs. `kind` names it in logs and docs ('qemu', ...). */
 export interface Runner {

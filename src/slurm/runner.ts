@@ -6,6 +6,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../config.js';
+import { JrError } from '../errors.js';
+import type { RunOutcome, RunRequest, Runner } from '../job/runner.js';
 import type { VmRunOutcome, VmRunSettings } from '../job/vm-run.js';
 import { isTerminal, sbatch, scancel, shellQuote, squeue, type SlurmEnv, type SlurmJobInfo } from './commands.js';
 import { readOutcome, writeRequest, type NodeOutcome } from './protocol.js';
@@ -184,4 +186,32 @@ function sleep(ms: number, ...signals: Array<AbortSignal | undefined>): Promise<
     function done(): void { clearTimeout(t); for (const x of live) x.removeEventListener('abort', done); resolve(); }
     for (const x of live) x.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * The Slurm Runner: ships each prepared job to a node (sbatch of node-run) and waits for it. The
+ * lifecycle gives it the claim (RunRequest.job); a remote run named in the lease is re-attached to.
+ */
+export function slurmRunner(settings: SlurmRunRequest['settings'] & { baseImageDir: string }, env?: SlurmEnv): Runner {
+  return {
+    kind: 'slurm',
+    async run(req: RunRequest): Promise<RunOutcome> {
+      if (!req.job) throw new JrError('JR_E_INTERNAL', 'the Slurm runner needs the claim (RunRequest.job)');
+      const job = req.job;
+      let node: string | null = job.remote?.node ?? null;
+      let slurmJobId: number | null = job.remote?.jobId ?? null;
+      const end = await runOnSlurm({
+        jobId: job.id, claimDir: job.dir, baseImageDir: settings.baseImageDir, baseImage: req.base.name, settings,
+        attachTo: job.remote?.jobId ?? null, signal: req.signal, env,
+        onSubmit: (id) => { slurmJobId = id; job.onRemote({ backend: 'slurm', jobId: id, node: null }); },
+        onNode: (n) => { node = n; if (slurmJobId !== null) job.onRemote({ backend: 'slurm', jobId: slurmJobId, node: n }); },
+      });
+      const runner = (n: string | null, id: number | null): RunOutcome['runner'] => ({ backend: 'slurm', node: n, slurmJobId: id });
+      switch (end.kind) {
+        case 'outcome': return { ...end.outcome, runner: runner(end.node ?? node, end.slurmJobId) };
+        case 'infra': return { ...synthetic('crashed', end.reason, 0), requeue: end.reason, runner: runner(end.node ?? node, end.slurmJobId ?? slurmJobId) };
+        case 'detached': return { ...synthetic('aborted', `the service stopped; Slurm job ${end.slurmJobId} goes on and is re-attached at the next start`, 0), runner: runner(node, end.slurmJobId) };
+      }
+    },
+  };
 }

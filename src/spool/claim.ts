@@ -29,7 +29,12 @@ export interface Lease {
   requeued?: boolean;
   /** Why the last run could not be published (the claim was kept for the next start). */
   lastError?: string;
+  /** The run was shipped elsewhere (--backend slurm): the next start re-attaches to it, never reruns it. */
+  remote?: RemoteRun | null;
 }
+
+/** A run handed to a batch engine: its job id there and, once known, the node it runs on. */
+export interface RemoteRun { backend: 'slurm'; jobId: number; node: string | null }
 
 export interface Claim {
   dir: string;

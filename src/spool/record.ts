@@ -30,6 +30,8 @@ export interface JobStatus {
   baseImage: { name: string; sha256: string } | null;
   accel: string | null;
   console: { bytes: number; truncated: boolean; lastLine: string } | null;
+  /** Where the run happened: the local backend, or a Slurm job on a node. */
+  runner?: { backend: 'local' | 'slurm'; node: string | null; slurmJobId: number | null };
   version: string;
 }
 
@@ -47,6 +49,7 @@ export interface RecordFacts {
   baseImage?: JobStatus['baseImage'];
   accel?: string | null;
   console?: JobStatus['console'];
+  runner?: JobStatus['runner'];
 }
 
 /** Seconds between two ISO timestamps / ms values, rounded to 0.1 s; null when unknown. */
@@ -73,6 +76,7 @@ export function statusRecord(lease: RecordSubject, publishedAs: string, f: Recor
     baseImage: f.baseImage ?? null,
     accel: f.accel ?? null,
     console: f.console ?? null,
+    ...(f.runner ? { runner: f.runner } : {}),
     version: f.version,
   };
 }
