@@ -32,6 +32,8 @@ export interface Cluster {
   nodes: string[];
   /** SIGKILL one node's slurmd and every job step process it started. */
   killNode(name: string): Promise<void>;
+  /** Start a killed node's slurmd again and wait until it is idle. */
+  restartNode(name: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -89,6 +91,15 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
     await writeFile(path.join(dir, 'cgroup.conf'), 'CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\nCgroupAutomount=no\nConstrainCores=yes\nConstrainRAMSpace=yes\n');
   }
   const env = { ...process.env, SLURM_CONF: conf };
+  const startNode = (n: string): void => {
+    const p = start('/usr/sbin/slurmd', ['-D', '-N', n], env, path.join(dir, 'log', `${n}.out`));
+    procs.push(p); byNode.set(n, p);
+  };
+  const waitIdle = (want: string[]): Promise<void> => waitFor(`nodes ${want.join(',')} idle`, 90_000, async () => {
+    const r = await runProc('sinfo', ['-h', '-N', '-o', '%N %t'], { env });
+    const states = new Map(r.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(/\s+/) as [string, string]));
+    return want.every((n) => states.get(n) === 'idle');
+  });
   const stop = async (): Promise<void> => {
     for (const p of procs.reverse()) { try { p.kill('SIGTERM'); } catch { /* gone */ } }
     await new Promise((r) => setTimeout(r, 1500));
@@ -102,15 +113,8 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
     await waitFor('munged', 10_000, async () => existsSync(socket));
     procs.push(start('/usr/sbin/slurmctld', ['-D', '-i'], env, path.join(dir, 'log', 'slurmctld.out')));
     await waitFor('slurmctld', 30_000, async () => (await runProc('scontrol', ['ping'], { env })).stdout.includes('UP'));
-    for (const n of nodes) {
-      const p = start('/usr/sbin/slurmd', ['-D', '-N', n], env, path.join(dir, 'log', `${n}.out`));
-      procs.push(p); byNode.set(n, p);
-    }
-    await waitFor('all nodes idle', 60_000, async () => {
-      const r = await runProc('sinfo', ['-h', '-N', '-o', '%N %t'], { env });
-      const states = r.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(/\s+/));
-      return states.length === nodes.length && states.every(([, st]) => st === 'idle');
-    });
+    for (const n of nodes) startNode(n);
+    await waitIdle(nodes);
   } catch (e) {
     const logs = await readFile(path.join(dir, 'log', 'slurmctld.out'), 'utf8').catch(() => '');
     await stop();
@@ -132,6 +136,10 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
         const parent = await readFile(`/proc/${ppid}/cmdline`, 'utf8').catch(() => '');
         if (parent.startsWith('slurmstepd')) await killTree(ppid); else await killTree(pid);
       }
+    },
+    async restartNode(name: string): Promise<void> {
+      startNode(name);
+      await waitIdle([name]);
     },
     stop,
   };
