@@ -6,8 +6,8 @@ const ok = '/2/040755/0/0/.//\n/2/040755/0/0/..//\n/12/100644/0/0/answer/3/\n/13
 describe('debugfs ls -p parsing (names from untrusted images)', () => {
   it('lists ordinary entries', () => {
     expect(parseLsP(ok, '/output')).toEqual([
-      { name: 'answer', mode: 0o100644, isDir: false, size: 3 },
-      { name: 'sub', mode: 0o40755, isDir: true, size: 0 },
+      { ino: 12, name: 'answer', mode: 0o100644, isDir: false, size: 3 },
+      { ino: 13, name: 'sub', mode: 0o40755, isDir: true, size: 0 },
     ]);
   });
 

@@ -1,0 +1,169 @@
+// The one confined runner for host-side readers of untrusted images (debugfs today). A job is root
+// on its own disk and can write any bytes to it; libext2fs has had memory-corruption bugs reachable
+// from crafted filesystems (CVE-2022-1304). So the parser never runs as us:
+//   setpriv   -> the unprivileged jobrunner-qemu user when we are root (else the caller), no
+//                capabilities (inheritable and bounding sets cleared), no_new_privs;
+//   prlimit   -> CPU seconds, address space, file size, open files, no core dumps;
+//   bwrap     -> new user, pid, net (no network), ipc, uts, cgroup and mount namespaces; a read-only
+//                /usr, a small tmpfs /tmp, and the image read-only at /image: nothing else of ours;
+//   and here  -> a wall-clock timeout that SIGKILLs it, stdout and stderr capped (killed past a cap).
+// The sandbox writes nothing we keep: callers parse its stdout and copy bytes out of the image
+// themselves (src/image/extract-tree.ts), bounded by their own caps.
+import { chmod, chown, copyFile, mkdtemp, realpath, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { JrError } from '../errors.js';
+import { run, spawn, which } from '../proc.js';
+
+/** Where the image appears inside the sandbox. */
+export const SANDBOX_IMAGE = '/image';
+/** The unprivileged user confined readers run as when we are root (created by scripts/setup). */
+export const CONFINE_USER = 'jobrunner-qemu';
+
+export interface ConfineLimits {
+  /** Wall-clock limit; the sandbox is SIGKILLed past it. */
+  timeoutMs: number;
+  /** RLIMIT_CPU, seconds. */
+  cpuSeconds: number;
+  /** RLIMIT_AS, bytes. */
+  memoryBytes: number;
+  /** stdout past this many bytes kills the sandbox and fails the run. */
+  maxStdout: number;
+  maxStderr: number;
+}
+
+export const DEFAULT_LIMITS: ConfineLimits = {
+  timeoutMs: 120_000, cpuSeconds: 60, memoryBytes: 1024 * 1024 * 1024, maxStdout: 64 * 1024 * 1024, maxStderr: 1024 * 1024,
+};
+
+export interface ConfinedResult { stdout: Buffer; stderr: string; exitCode: number | null }
+
+interface Identity { uid: number; gid: number }
+
+let identityCache: Promise<Identity | null> | undefined;
+
+/** The identity confined readers take: jobrunner-qemu when we are root, null (stay as we are) otherwise. */
+export function sandboxIdentity(): Promise<Identity | null> {
+  return (identityCache ??= (async () => {
+    if (process.getuid?.() !== 0) return null;
+    const u = await run('id', ['-u', '--', CONFINE_USER], { reject: false });
+    const g = await run('id', ['-g', '--', CONFINE_USER], { reject: false });
+    if (u.exitCode !== 0 || g.exitCode !== 0) {
+      throw new JrError('JR_E_CONFIG', `reading a job image needs the unprivileged user ${CONFINE_USER} (run scripts/setup, or: useradd --system --no-create-home --shell /usr/sbin/nologin ${CONFINE_USER}); refusing to parse it as root`);
+    }
+    return { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) };
+  })());
+}
+
+/** Let the sandbox user read files in `dir` (a temp dir of ours): group-owned by it, mode 0750. */
+export async function shareDirWithSandbox(dir: string): Promise<void> {
+  const id = await sandboxIdentity();
+  if (!id) return;
+  await chown(dir, 0, id.gid);
+  await chmod(dir, 0o750);
+}
+
+/** Let the sandbox user read one file of ours (in a dir passed to shareDirWithSandbox). */
+export async function shareFileWithSandbox(file: string): Promise<void> {
+  const id = await sandboxIdentity();
+  if (!id) return;
+  await chown(file, 0, id.gid);
+  await chmod(file, 0o640);
+}
+
+async function tool(name: string): Promise<string> {
+  const found = await which(name) ?? await run('sh', ['-c', 'PATH=/usr/sbin:/sbin command -v "$1"', 'sh', name], { reject: false })
+    .then((r) => (r.exitCode === 0 ? r.stdout.trim() : null));
+  if (!found) throw new JrError('JR_E_CONFIG', `${name} not found: run scripts/setup (it installs e2fsprogs, bubblewrap and util-linux)`);
+  return realpath(found);
+}
+
+/** One image opened for confined reading; `run` may be called many times; `close` when done. */
+export interface ConfinedImage {
+  /** The image as the sandbox sees it: pass this path to the tool. */
+  readonly path: string;
+  run(toolName: string, args: readonly string[], opts?: { stdin?: string; limits?: Partial<ConfineLimits> }): Promise<ConfinedResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * Prepare `image` for confined reads. The sandbox user must be able to read it; when it cannot (a
+ * root-only file), a sparse private copy readable by it is made (costs one read of the data) and
+ * removed by close().
+ */
+export async function openConfined(image: string): Promise<ConfinedImage> {
+  const id = await sandboxIdentity();
+  const [setpriv, prlimit, bwrap] = await Promise.all([tool('setpriv'), tool('prlimit'), tool('bwrap')]);
+  let source = path.resolve(image);
+  let staging: string | null = null;
+  if (id && !(await readableBy(id, source, setpriv))) {
+    staging = await mkdtemp(path.join(os.tmpdir(), 'jr-confine-'));
+    await shareDirWithSandbox(staging);
+    const copy = path.join(staging, 'image');
+    // copyFile keeps holes on Linux (copy_file_range), so a sparse image stays sparse.
+    await copyFile(source, copy);
+    await shareFileWithSandbox(copy);
+    source = copy;
+  }
+  const prefix = id
+    ? [setpriv, `--reuid=${id.uid}`, `--regid=${id.gid}`, '--clear-groups', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all', '--']
+    : [setpriv, '--no-new-privs', '--'];
+  return {
+    path: SANDBOX_IMAGE,
+    run: async (toolName, args, opts = {}) => {
+      const lim = { ...DEFAULT_LIMITS, ...opts.limits };
+      const bin = await tool(toolName);
+      if (!bin.startsWith('/usr/')) throw new JrError('JR_E_CONFIG', `${toolName} resolves to ${bin}, outside /usr: the sandbox only has /usr`);
+      const argv = [...prefix, prlimit, `--cpu=${lim.cpuSeconds}`, `--as=${lim.memoryBytes}`, '--fsize=16777216', '--nofile=64', '--core=0', '--',
+        bwrap, '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--clearenv',
+        '--setenv', 'PATH', '/usr/sbin:/usr/bin', '--ro-bind', '/usr', '/usr',
+        '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/sbin', '/sbin',
+        '--ro-bind', '/etc/ld.so.cache', '/etc/ld.so.cache', '--dev', '/dev', '--size', '16777216', '--tmpfs', '/tmp',
+        '--ro-bind', source, SANDBOX_IMAGE, '--chdir', '/', '--', bin, ...args];
+      return confinedExec(argv, opts.stdin, lim, toolName);
+    },
+    close: async () => { if (staging) await rm(staging, { recursive: true, force: true }); },
+  };
+}
+
+async function readableBy(id: Identity, file: string, setpriv: string): Promise<boolean> {
+  const r = await run(setpriv, [`--reuid=${id.uid}`, `--regid=${id.gid}`, '--clear-groups', '--', 'test', '-r', file], { reject: false });
+  return r.exitCode === 0;
+}
+
+async function confinedExec(argv: string[], stdin: string | undefined, lim: ConfineLimits, name: string): Promise<ConfinedResult> {
+  const { child } = await spawn(argv[0]!, argv.slice(1), { stdin: stdin === undefined ? 'ignore' : 'pipe', cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  const out: Buffer[] = [];
+  let outBytes = 0;
+  let err = '';
+  let why: string | null = null;
+  const kill = (reason: string): void => { why ??= reason; child.kill('SIGKILL'); };
+  child.stdout!.on('data', (b: Buffer) => {
+    outBytes += b.length;
+    if (outBytes > lim.maxStdout) kill(`wrote more than ${lim.maxStdout} bytes of output`);
+    else out.push(b);
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    if (err.length + b.length > lim.maxStderr) kill(`wrote more than ${lim.maxStderr} bytes of errors`);
+    else err += b.toString('utf8');
+  });
+  if (stdin !== undefined) {
+    child.stdin!.on('error', () => undefined); // a sandbox killed early closes its stdin: not our error
+    child.stdin!.end(stdin);
+  }
+  const timer = setTimeout(() => kill(`ran past its ${Math.round(lim.timeoutMs / 1000)} s limit`), lim.timeoutMs);
+  try {
+    const r = await child;
+    if (why) throw new JrError('JR_E_INPUT', `${name} (confined) was stopped: it ${why}`, { argv, stderrTail: err.slice(-2000) });
+    if (r.signal) {
+      const cpu = r.signal === 'SIGXCPU' || r.signal === 'SIGKILL' ? ` (CPU limit ${lim.cpuSeconds} s?)` : '';
+      throw new JrError('JR_E_INPUT', `${name} (confined) was killed by ${r.signal}${cpu}: ${err.trim().slice(-500)}`, { argv, signal: r.signal, stderrTail: err.slice(-2000) });
+    }
+    if (r.exitCode === undefined || r.exitCode === null || (r.exitCode !== 0 && out.length === 0 && /bwrap|setpriv|prlimit/.test(err))) {
+      throw new JrError('JR_E_PROCESS', `the sandbox for ${name} could not start: ${err.trim().slice(-500)}`, { argv, exitCode: r.exitCode ?? null });
+    }
+    return { stdout: Buffer.concat(out), stderr: err, exitCode: r.exitCode };
+  } finally {
+    clearTimeout(timer);
+  }
+}
