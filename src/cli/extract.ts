@@ -21,7 +21,7 @@ jobrunner-qemu when run as root, no network, only the image visible, CPU/memory/
 Each PATH (absolute, inside the image) is copied to OUTDIR/<basename of PATH>, which must not
 exist yet. Default: /output if the image has it, else everything (without lost+found).
 Holes stay holes; setuid/setgid bits and owners are not kept; devices, FIFOs and sockets are
-skipped. A directory cycle, or a tree past a cap, stops with an error (exit 1).
+skipped. A directory cycle, or a tree past a cap, stops with an error (exit 125).
 
 Options:
   --max-size SIZE   refuse a .xz that decompresses past SIZE (default 64G)

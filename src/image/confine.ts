@@ -83,6 +83,18 @@ export interface ConfinedImage {
   /** The image as the sandbox sees it: pass this path to the tool. */
   readonly path: string;
   run(toolName: string, args: readonly string[], opts?: { stdin?: string; limits?: Partial<ConfineLimits> }): Promise<ConfinedResult>;
+  /** Start a long-lived confined tool fed requests on stdin (see ConfinedSession). */
+  session(toolName: string, args: readonly string[], limits?: Partial<ConfineLimits>): Promise<ConfinedSession>;
+  close(): Promise<void>;
+}
+
+/**
+ * A confined tool kept running between requests (one sandbox for many, instead of ~60 ms each).
+ * limits.timeoutMs and the output caps apply to each exchange; the rlimits to the whole process.
+ */
+export interface ConfinedSession {
+  /** Write `input`, then collect output until stdout holds `stdoutEnd` and stderr holds `stderrEnd`. */
+  exchange(input: string, stdoutEnd: Buffer, stderrEnd: string): Promise<{ stdout: Buffer; stderr: string }>;
   close(): Promise<void>;
 }
 
@@ -108,19 +120,25 @@ export async function openConfined(image: string): Promise<ConfinedImage> {
   const prefix = id
     ? [setpriv, `--reuid=${id.uid}`, `--regid=${id.gid}`, '--clear-groups', '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all', '--']
     : [setpriv, '--no-new-privs', '--'];
+  const argvFor = async (toolName: string, args: readonly string[], lim: ConfineLimits): Promise<string[]> => {
+    const bin = await tool(toolName);
+    if (!bin.startsWith('/usr/')) throw new JrError('JR_E_CONFIG', `${toolName} resolves to ${bin}, outside /usr: the sandbox only has /usr`);
+    return [...prefix, prlimit, `--cpu=${lim.cpuSeconds}`, `--as=${lim.memoryBytes}`, '--fsize=16777216', '--nofile=64', '--core=0', '--',
+      bwrap, '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--clearenv',
+      '--setenv', 'PATH', '/usr/sbin:/usr/bin', '--ro-bind', '/usr', '/usr',
+      '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/sbin', '/sbin',
+      '--ro-bind', '/etc/ld.so.cache', '/etc/ld.so.cache', '--dev', '/dev', '--size', '16777216', '--tmpfs', '/tmp',
+      '--ro-bind', source, SANDBOX_IMAGE, '--chdir', '/', '--', bin, ...args];
+  };
   return {
     path: SANDBOX_IMAGE,
     run: async (toolName, args, opts = {}) => {
       const lim = { ...DEFAULT_LIMITS, ...opts.limits };
-      const bin = await tool(toolName);
-      if (!bin.startsWith('/usr/')) throw new JrError('JR_E_CONFIG', `${toolName} resolves to ${bin}, outside /usr: the sandbox only has /usr`);
-      const argv = [...prefix, prlimit, `--cpu=${lim.cpuSeconds}`, `--as=${lim.memoryBytes}`, '--fsize=16777216', '--nofile=64', '--core=0', '--',
-        bwrap, '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--clearenv',
-        '--setenv', 'PATH', '/usr/sbin:/usr/bin', '--ro-bind', '/usr', '/usr',
-        '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/sbin', '/sbin',
-        '--ro-bind', '/etc/ld.so.cache', '/etc/ld.so.cache', '--dev', '/dev', '--size', '16777216', '--tmpfs', '/tmp',
-        '--ro-bind', source, SANDBOX_IMAGE, '--chdir', '/', '--', bin, ...args];
-      return confinedExec(argv, opts.stdin, lim, toolName);
+      return confinedExec(await argvFor(toolName, args, lim), opts.stdin, lim, toolName);
+    },
+    session: async (toolName, args, limits = {}) => {
+      const lim = { ...DEFAULT_LIMITS, ...limits };
+      return startSession(await argvFor(toolName, args, lim), lim, toolName);
     },
     close: async () => { if (staging) await rm(staging, { recursive: true, force: true }); },
   };
@@ -166,4 +184,69 @@ async function confinedExec(argv: string[], stdin: string | undefined, lim: Conf
   } finally {
     clearTimeout(timer);
   }
+}
+
+async function startSession(argv: string[], lim: ConfineLimits, name: string): Promise<ConfinedSession> {
+  const { child } = await spawn(argv[0]!, argv.slice(1), { stdin: 'pipe', cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  let out: Buffer[] = [];
+  let outBytes = 0;
+  let err = '';
+  let failure: JrError | null = null;
+  let wake: (() => void) | null = null;
+  const fail = (msg: string): void => {
+    failure ??= new JrError('JR_E_INPUT', `${name} (confined) was stopped: it ${msg}`, { argv, stderrTail: err.slice(-2000) });
+    child.kill('SIGKILL');
+    wake?.();
+  };
+  child.stdout!.on('data', (b: Buffer) => {
+    outBytes += b.length;
+    if (outBytes > lim.maxStdout) fail(`wrote more than ${lim.maxStdout} bytes of output for one request`);
+    else { out.push(b); wake?.(); }
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    if (err.length + b.length > lim.maxStderr) fail(`wrote more than ${lim.maxStderr} bytes of errors`);
+    else { err += b.toString('utf8'); wake?.(); }
+  });
+  child.stdin!.on('error', () => undefined); // a killed sandbox closes its stdin: reported as the exit below
+  const exited = child.then((r) => {
+    if (!failure) fail(r.signal ? `was killed by ${r.signal} (CPU limit ${lim.cpuSeconds} s, or memory ${lim.memoryBytes} bytes?)` : `exited (${r.exitCode}) before answering: ${err.trim().slice(-300)}`);
+  });
+  return {
+    exchange: async (input, stdoutEnd, stderrEnd) => {
+      if (failure) throw failure;
+      out = [];
+      outBytes = 0;
+      err = '';
+      const timer = setTimeout(() => fail(`did not answer within ${Math.round(lim.timeoutMs / 1000)} s`), lim.timeoutMs);
+      try {
+        child.stdin!.write(input);
+        // Look for the marker in the new chunks only (plus a carry across chunk edges): linear in output.
+        let seen = 0;
+        let carry = Buffer.alloc(0);
+        let found = false;
+        for (;;) {
+          if (failure) throw failure;
+          for (; !found && seen < out.length; seen++) {
+            const win = Buffer.concat([carry, out[seen]!]);
+            found = win.includes(stdoutEnd);
+            carry = win.subarray(Math.max(0, win.length - stdoutEnd.length + 1));
+          }
+          if (found && err.includes(stderrEnd)) {
+            const joined = Buffer.concat(out);
+            return { stdout: joined.subarray(0, joined.indexOf(stdoutEnd)), stderr: err.slice(0, err.indexOf(stderrEnd)) };
+          }
+          await new Promise<void>((resolve) => { wake = resolve; });
+          wake = null;
+        }
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    close: async () => {
+      child.stdin!.end();
+      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited.catch(() => undefined);
+      clearTimeout(t);
+    },
+  };
 }

@@ -3,9 +3,10 @@
 // inodes by number (<N>), so no name from the image is ever pasted into a request; many requests
 // go to one debugfs run (-f -), and its output is split on the echo of each request.
 // Everything parsed here is the image's word only: callers bound what they do with it.
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { JrError } from '../errors.js';
-import { openConfined, type ConfinedImage, type ConfineLimits } from './confine.js';
+import { openConfined, type ConfinedImage, type ConfinedSession, type ConfineLimits } from './confine.js';
 import { parseLsP, type DirEntry } from './ext.js';
 
 export interface Superblock { blockSize: number; inodeCount: number; blockCount: number }
@@ -32,25 +33,46 @@ export const BATCH = 256;
 /** The root directory's inode in every ext filesystem. */
 export const ROOT_INO = 2;
 
-/** An image opened for confined debugfs requests. */
+/** An image opened for confined debugfs requests: one debugfs in one sandbox serves them all. */
 export class DebugfsImage {
+  private seq = 0;
+  private readonly nonce = randomBytes(12).toString('hex');
+
   /** `file`: the image on the host (its bytes are read at offsets the answers name, never parsed). */
-  private constructor(private readonly box: ConfinedImage, readonly file: string, readonly limits: Partial<ConfineLimits>) {}
+  private constructor(private readonly box: ConfinedImage, private readonly sess: ConfinedSession, readonly file: string) {}
 
   /** Open `image` (see openConfined for who can read it); close() when done. */
   static async open(image: string, limits: Partial<ConfineLimits> = {}): Promise<DebugfsImage> {
-    return new DebugfsImage(await openConfined(image), path.resolve(image), limits);
+    const box = await openConfined(image);
+    try {
+      const sess = await box.session('debugfs', ['-c', '-f', '-', box.path], limits);
+      return new DebugfsImage(box, sess, path.resolve(image));
+    } catch (e) {
+      await box.close();
+      throw e;
+    }
   }
 
-  async close(): Promise<void> { await this.box.close(); }
+  async close(): Promise<void> {
+    try { await this.sess.close(); } finally { await this.box.close(); }
+  }
 
-  /** Run requests in one debugfs; returns each request's stdout, in order. */
-  async batch(requests: string[]): Promise<string[]> {
+  /** Send requests; each one's raw stdout (in order) and the exchange's stderr problems. */
+  private async send(requests: string[]): Promise<{ parts: Buffer[]; problems: string[] }> {
     for (const r of requests) if (/[\n\r]/.test(r)) throw new JrError('JR_E_INTERNAL', 'a debugfs request holds a newline');
-    const r = await this.box.run('debugfs', ['-c', '-f', '-', this.box.path], { stdin: requests.join('\n') + '\n', limits: this.limits });
-    const problems = r.stderr.split('\n').filter((l) => l.trim() && !/^debugfs \d/.test(l) && !/catastrophic mode/.test(l));
+    // An unknown command as the end marker: debugfs echoes it on stdout and complains on stderr.
+    // The image cannot forge it: the nonce is random per session.
+    const mark = `jr-end-${this.nonce}-${++this.seq}`;
+    const r = await this.sess.exchange(requests.join('\n') + `\n${mark}\n`, Buffer.from(`debugfs: ${mark}\n`), mark);
+    const problems = r.stderr.split('\n').filter((l) => l.trim() && !/^debugfs \d/.test(l) && !/catastrophic mode/.test(l) && !l.trim().endsWith('Command not found'));
+    return { parts: splitEchoes(r.stdout, requests), problems };
+  }
+
+  /** Run requests; returns each request's stdout as text, in order; any complaint is an error. */
+  async batch(requests: string[]): Promise<string[]> {
+    const { parts, problems } = await this.send(requests);
     if (problems.length > 0) throw new JrError('JR_E_INPUT', `debugfs could not read the image: ${problems.slice(0, 3).join('; ')}`);
-    return splitEchoes(r.stdout.toString('utf8'), requests);
+    return parts.map((b) => b.toString('utf8'));
   }
 
   /** Block size and counts from the superblock. */
@@ -70,8 +92,8 @@ export class DebugfsImage {
   async lookup(p: string): Promise<number | null> {
     checkImagePath(p);
     if (p === '/') return ROOT_INO;
-    const r = await this.box.run('debugfs', ['-c', '-R', `stat "${p}"`, this.box.path], { limits: this.limits });
-    const m = /^Inode: (\d+)\s/m.exec(r.stdout.toString('utf8'));
+    const { parts } = await this.send([`stat "${p}"`]);
+    const m = /^Inode: (\d+)\s/m.exec(parts[0]!.toString('utf8'));
     return m ? Number(m[1]) : null;
   }
 
@@ -99,8 +121,9 @@ export class DebugfsImage {
 
   /** The bytes of a small inline-data file (`cat`), at most `size` of them. */
   async catInline(ino: number, size: number): Promise<Buffer> {
-    const r = await this.box.run('debugfs', ['-c', '-R', `cat <${ino}>`, this.box.path], { limits: { ...this.limits, maxStdout: size + 4096 } });
-    return r.stdout.subarray(0, size);
+    const { parts, problems } = await this.send([`cat <${ino}>`]);
+    if (problems.length > 0) throw new JrError('JR_E_INPUT', `debugfs could not read inode ${ino}: ${problems[0]}`);
+    return parts[0]!.subarray(0, size);
   }
 }
 
@@ -111,23 +134,22 @@ export function checkImagePath(p: string): void {
   }
 }
 
-/** Split `debugfs -f` output on the echo line of each request ("debugfs: REQUEST"), in order. */
-export function splitEchoes(stdout: string, requests: string[]): string[] {
-  const lines = stdout.split('\n');
-  const parts: string[] = [];
-  let at = -1;
-  let cur: string[] = [];
-  for (const line of lines) {
-    if (at + 1 < requests.length && line === `debugfs: ${requests[at + 1]}`) {
-      if (at >= 0) parts.push(cur.join('\n'));
-      cur = [];
-      at++;
-      continue;
-    }
-    if (at >= 0) cur.push(line);
+/** Split `debugfs -f` output on the echo line of each request ("debugfs: REQUEST\n"), in order. */
+export function splitEchoes(stdout: Buffer, requests: string[]): Buffer[] {
+  const parts: Buffer[] = [];
+  let from = 0;
+  let prevEnd = -1;
+  for (const req of requests) {
+    const echo = Buffer.from(`debugfs: ${req}\n`);
+    // The text between two echoes is the first one's answer. A forged echo inside an answer only
+    // cuts answers short: the parsers then refuse them (see parseLsP).
+    const at = stdout.indexOf(echo, from);
+    if (at < 0) throw new JrError('JR_E_INPUT', `debugfs did not answer request ${JSON.stringify(req)}`);
+    if (prevEnd >= 0) parts.push(stdout.subarray(prevEnd, at));
+    prevEnd = at + echo.length;
+    from = prevEnd;
   }
-  if (at >= 0) parts.push(cur.join('\n'));
-  if (parts.length !== requests.length) throw new JrError('JR_E_INPUT', `debugfs answered ${parts.length} of ${requests.length} requests`);
+  if (prevEnd >= 0) parts.push(stdout.subarray(prevEnd));
   return parts;
 }
 
