@@ -173,9 +173,10 @@ async function confinedExec(argv: string[], stdin: string | undefined, lim: Conf
   try {
     const r = await child;
     if (why) throw new JrError('JR_E_INPUT', `${name} (confined) was stopped: it ${why}`, { argv, stderrTail: err.slice(-2000) });
-    if (r.signal) {
-      const cpu = r.signal === 'SIGXCPU' || r.signal === 'SIGKILL' ? ` (CPU limit ${lim.cpuSeconds} s?)` : '';
-      throw new JrError('JR_E_INPUT', `${name} (confined) was killed by ${r.signal}${cpu}: ${err.trim().slice(-500)}`, { argv, signal: r.signal, stderrTail: err.slice(-2000) });
+    const signal = signalOf(r.signal, r.exitCode);
+    if (signal) {
+      throw new JrError('JR_E_INPUT', `${name} (confined) was killed by ${signal} (CPU limit ${lim.cpuSeconds} s, or memory ${lim.memoryBytes} bytes?): ${err.trim().slice(-500)}`,
+        { argv, signal, stderrTail: err.slice(-2000) });
     }
     if (r.exitCode === undefined || r.exitCode === null || (r.exitCode !== 0 && out.length === 0 && /bwrap|setpriv|prlimit/.test(err))) {
       throw new JrError('JR_E_PROCESS', `the sandbox for ${name} could not start: ${err.trim().slice(-500)}`, { argv, exitCode: r.exitCode ?? null });
@@ -209,7 +210,8 @@ async function startSession(argv: string[], lim: ConfineLimits, name: string): P
   });
   child.stdin!.on('error', () => undefined); // a killed sandbox closes its stdin: reported as the exit below
   const exited = child.then((r) => {
-    if (!failure) fail(r.signal ? `was killed by ${r.signal} (CPU limit ${lim.cpuSeconds} s, or memory ${lim.memoryBytes} bytes?)` : `exited (${r.exitCode}) before answering: ${err.trim().slice(-300)}`);
+    const signal = signalOf(r.signal, r.exitCode);
+    if (!failure) fail(signal ? `was killed by ${signal} (CPU limit ${lim.cpuSeconds} s, or memory ${lim.memoryBytes} bytes?)` : `exited (${r.exitCode}) before answering: ${err.trim().slice(-300)}`);
   });
   return {
     exchange: async (input, stdoutEnd, stderrEnd) => {
@@ -249,4 +251,12 @@ async function startSession(argv: string[], lim: ConfineLimits, name: string): P
       clearTimeout(t);
     },
   };
+}
+
+/** bwrap reports a sandboxed child killed by signal N as exit status 128+N. */
+function signalOf(signal: string | undefined, exitCode: number | undefined): string | null {
+  if (signal) return signal;
+  if (exitCode === undefined || exitCode <= 128 || exitCode > 128 + 64) return null;
+  const name = Object.entries(os.constants.signals).find(([, n]) => n === exitCode - 128)?.[0];
+  return name ?? `signal ${exitCode - 128}`;
 }
