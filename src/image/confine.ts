@@ -100,8 +100,8 @@ export interface ConfinedSession {
 
 /**
  * Prepare `image` for confined reads. The sandbox user must be able to read it; when it cannot (a
- * root-only file), a sparse private copy readable by it is made (costs one read of the data) and
- * removed by close().
+ * root-only file, or one in a private directory), a sparse private copy readable by it is made in
+ * stagingRoot() (costs one read of the data) and removed by close().
  */
 export async function openConfined(image: string): Promise<ConfinedImage> {
   const id = await sandboxIdentity();
@@ -109,7 +109,7 @@ export async function openConfined(image: string): Promise<ConfinedImage> {
   let source = path.resolve(image);
   let staging: string | null = null;
   if (id && !(await readableBy(id, source, setpriv))) {
-    staging = await mkdtemp(path.join(os.tmpdir(), 'jr-confine-'));
+    staging = await mkdtemp(path.join(stagingRoot(), 'jr-confine-'));
     await shareDirWithSandbox(staging);
     const copy = path.join(staging, 'image');
     // copyFile keeps holes on Linux (copy_file_range), so a sparse image stays sparse.
@@ -142,6 +142,14 @@ export async function openConfined(image: string): Promise<ConfinedImage> {
     },
     close: async () => { if (staging) await rm(staging, { recursive: true, force: true }); },
   };
+}
+
+/**
+ * Where private copies go: a directory the sandbox user can traverse (so not $TMPDIR, which may be
+ * private) on disk (so not /tmp, which may be RAM): JOBRUNNER_CONFINE_TMPDIR, else /var/tmp.
+ */
+export function stagingRoot(): string {
+  return process.env.JOBRUNNER_CONFINE_TMPDIR || '/var/tmp';
 }
 
 async function readableBy(id: Identity, file: string, setpriv: string): Promise<boolean> {

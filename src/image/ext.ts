@@ -66,6 +66,8 @@ export function parseLsP(stdout: string, dir: string): DirEntry[] {
     if (f.length !== 8 || f[0] !== '' || f[7] !== '' || !numeric) {
       throw new JrError('JR_E_INPUT', `refusing to extract: the image has an unsafe file name in ${dir}: ${JSON.stringify(line.slice(0, 120))}`);
     }
+    // Inode 0 is an unused slot (a deleted entry, or an empty directory block): not an entry.
+    if (f[1] === '0') continue;
     const name = f[5]!;
     if (name === '.' || name === '..') {
       if (++dots > 2) throw new JrError('JR_E_INPUT', `refusing to extract: the image has an extra '${name}' entry in ${dir}`);

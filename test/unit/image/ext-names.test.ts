@@ -11,6 +11,10 @@ describe('debugfs ls -p parsing (names from untrusted images)', () => {
     ]);
   });
 
+  it('skips unused slots (inode 0: deleted entries, empty directory blocks)', () => {
+    expect(parseLsP(ok + '/0/000000/0/0//0/\n', '/output').map((e) => e.name)).toEqual(['answer', 'sub']);
+  });
+
   it('refuses a name that forges an extra ".." line to hide a path', () => {
     // A name "../x\n/13/100644/0/0/authorized_keys" would print as two well-formed lines.
     const forged = ok + '/14/100644/0/0/..//\n/13/100644/0/0/authorized_keys/9/\n';
