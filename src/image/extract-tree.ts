@@ -9,9 +9,10 @@
 // (directory listings, inode sizes and block maps) reach us. We then copy the mapped blocks out of
 // the image file ourselves: the file is never interpreted here, only read at offsets that the
 // answers name and that we check lie inside it. So
-//   - holes stay holes: only mapped, non-zero blocks are written (a 1 TiB inode with no blocks
-//     costs nothing), and the sum of file sizes is capped (maxBytes: default the image's size,
-//     which no honest tree exceeds since its data is stored in the image);
+//   - holes stay holes: only mapped, non-zero blocks are written, and the data written never
+//     exceeds the image's size (an honest tree's data is stored in the image once: ext4 has no
+//     shared blocks, and hard links are made links); the sum of apparent sizes, what a copy or a
+//     tar would produce, is capped too (maxBytes: default 16 x the image's size, at least 1 GiB);
 //   - a directory met twice (a cycle, or a hard-linked directory) is an error, never a loop;
 //   - entries are capped (maxFiles: default the filesystem's inode count) and so is depth;
 //   - nothing is written outside outDir: every name is checked, every directory and file is
@@ -36,9 +37,9 @@ export interface ExtractSummary { entries: number; bytes: number; written: numbe
 
 type Source = string | DebugfsImage;
 
-/** Caps sized from the image: its size in bytes, its inode count, and 256 levels. */
+/** Caps sized from the image: 16 x its size (at least 1 GiB) in apparent bytes, its inode count, 256 levels. */
 export function defaultCaps(imageBytes: number, sb: Superblock): ExtractCaps {
-  return { maxBytes: imageBytes, maxFiles: sb.inodeCount, maxDepth: 256 };
+  return { maxBytes: Math.max(16 * imageBytes, 1024 ** 3), maxFiles: sb.inodeCount, maxDepth: 256 };
 }
 
 /** Run fn on an open DebugfsImage (opening and closing one when given a path). */
@@ -83,7 +84,7 @@ export function extractTree(src: Source, p: string, outDir: string, caps: Partia
     const cap: ExtractCaps = { ...defaultCaps((await lstat(file)).size, sb), ...caps };
     const ino = await d.lookup(p);
     if (ino === null) throw new JrError('JR_E_USAGE', `${p} does not exist in the image`);
-    const x = new Extraction(d, file, sb, cap);
+    const x = new Extraction(d, file, sb, cap, (await lstat(file)).size);
     const root = (await d.statInodes([ino])).get(ino)!;
     const target = p === '/' ? outDir : path.join(outDir, path.posix.basename(p));
     if (root.type === 'directory') await x.tree(ino, target, p, p !== '/');
@@ -99,7 +100,8 @@ class Extraction {
   private readonly seenDirs = new Set<number>();
   private readonly linked = new Map<number, string>();
 
-  constructor(private readonly d: DebugfsImage, private readonly file: string, private readonly sb: Superblock, private readonly cap: ExtractCaps) {}
+  constructor(private readonly d: DebugfsImage, private readonly file: string, private readonly sb: Superblock,
+    private readonly cap: ExtractCaps, private readonly imageBytes: number) {}
 
   /** Breadth first, one debugfs run per BATCH directories of a level. */
   async tree(ino: number, host: string, shown: string, create: boolean): Promise<void> {
@@ -161,7 +163,15 @@ class Extraction {
     try {
       await fh.truncate(info.size); // the apparent size, as a hole: blocks below fill it in
       if (info.inline) await fh.write(await this.d.catInline(info.ino, info.size), 0, undefined, 0);
-      else this.summary.written += await copyBlocks(this.file, this.sb.blockSize, info, async (data, at) => { await fh.write(data, 0, data.length, at); });
+      else {
+        await copyBlocks(this.file, this.sb.blockSize, info, async (data, at) => {
+          // More data than the image holds means blocks used twice (an honest ext4 shares none).
+          if ((this.summary.written += data.length) > this.imageBytes) {
+            throw new JrError('JR_E_INPUT', `refusing to extract: at ${f.shown} the data written passes the image's own size (${this.imageBytes} bytes): its files share blocks`);
+          }
+          await fh.write(data, 0, data.length, at);
+        });
+      }
       await fh.chmod(info.mode & 0o777);
     } finally {
       await fh.close();

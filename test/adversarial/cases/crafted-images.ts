@@ -18,6 +18,8 @@ export interface Crafted {
   args: string[];
   /** The stderr that must explain the refusal (null: extraction must succeed). */
   refusal: RegExp | null;
+  /** Disk the output may take before the refusal (default 4 MiB). */
+  maxDisk?: number;
 }
 
 /** mke2fs -d TREE, then each debugfs -w request in order (debugfs must not complain). */
@@ -64,10 +66,24 @@ export async function craftAll(work: string, hostDir: string): Promise<Crafted[]
 
   add({ name: 'balloon', what: 'an inode claiming 1 TiB (rdump wrote zeros densely to the host disk)', args: [],
     image: await craft(work, 'balloon', { 'output/huge': 'tiny\n' }, ['sif /output/huge size 1099511627776']),
-    refusal: /files add up to more than 16777216 bytes at \/output\/huge \(it claims 1099511627776/ });
+    refusal: /files add up to more than 1073741824 bytes at \/output\/huge \(it claims 1099511627776/ });
 
   add({ name: 'balloon-allowed', what: 'the same 1 TiB inode with --max-bytes 2T: written as a hole, not densely', args: ['--max-bytes', '2T'],
     image: path.join(work, 'balloon.img'), refusal: null });
+
+  // 400 files that all claim the same 12 data blocks (48 KiB): 19 MB of data out of a 16 MiB image.
+  const shared = await craft(work, 'shared', { 'output/data': 'D'.repeat(48 * 1024) }, [], ['-t', 'ext2', '-b', '4096']);
+  const blocks = (await exec('debugfs', ['-R', 'blocks /output/data', shared], { env: ENV })).stdout.trim().split(/\s+/).slice(0, 12);
+  const reqs: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    reqs.push(`write /dev/null /output/c${i}`, `sif /output/c${i} size 49152`, ...blocks.map((b, j) => `sif /output/c${i} block[${j}] ${b}`));
+  }
+  const script = path.join(work, 'shared.debugfs');
+  await writeFile(script, reqs.join('\n') + '\n');
+  await exec('debugfs', ['-w', '-f', script, shared], { env: ENV, maxBuffer: 64 << 20 });
+  add({ name: 'shared', what: '400 inodes sharing one 48 KiB run of blocks (more data than the image holds)', args: [],
+    image: shared, refusal: /the data written passes the image's own size \(16777216 bytes\): its files share blocks/,
+    maxDisk: 16 * 1024 * 1024 + (1 << 20) }); // bounded by the image's own size, by design
 
   const deep = ['mkdir /output/d'];
   for (let i = 2, p = '/output/d'; i <= 300; i++) { p += '/d'; deep.push(`mkdir ${p}`); }
