@@ -60,6 +60,11 @@ export async function craftAll(work: string, hostDir: string): Promise<Crafted[]
     image: await craft(work, 'cycle', { 'output/a/b/f': 'x\n' }, ['ln /output/a /output/a/b/loop']),
     refusal: /directory tree has a cycle .*\/output\/a\/b\/loop is directory inode \d+ again/ });
 
+  // As the service publishes it (done/NAME.img.xz): decompressed to a temp file first.
+  await exec('xz', ['-T1', '-0', '-k', path.join(work, 'cycle.img')]);
+  add({ name: 'cycle-xz', what: 'the cycle as a published .img.xz', args: [], image: path.join(work, 'cycle.img.xz'),
+    refusal: /directory tree has a cycle/ });
+
   add({ name: 'self', what: '/output linked into itself', args: [],
     image: await craft(work, 'self', {}, ['ln /output /output/again']),
     refusal: /cycle .*\/output\/again/ });
