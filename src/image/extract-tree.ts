@@ -4,6 +4,8 @@
 //   readImageFile(image, '/job/jobrunner.json', { maxBytes: 65536 })  -> Buffer | null
 //   extractTree(image, '/output', outDir, { maxBytes, maxFiles, maxDepth })  -> ExtractSummary
 //   imageHas(image, '/output')  -> boolean
+//   tarTree(image, '/output', caps)  -> Readable tar stream (src/image/tar-tree.ts)
+//   openImage(image)  -> one confined session for several of the above (close() it)
 //
 // The filesystem is parsed by debugfs in the sandbox (src/image/confine.ts) and only its answers
 // (directory listings, inode sizes and block maps) reach us. We then copy the mapped blocks out of

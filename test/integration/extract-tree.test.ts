@@ -8,6 +8,9 @@ import { chmod, lstat, mkdir, open, readFile, readdir, readlink, rm, symlink, li
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { extractTree, imageHas, openImage, readImageFile } from '../../src/image/extract-tree.js';
+import { tarTree } from '../../src/image/tar-tree.js';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { isJrError } from '../../src/errors.js';
 import { runProc, scratch } from '../helpers.js';
 
@@ -88,6 +91,30 @@ describe.skipIf(!haveBwrap)('reading files out of ext images (confined)', () => 
     }
     const inline = await readImageFile(path.join(dir, 'inline.img'), '/jobrunner.json', { maxBytes: 65536 });
     expect(inline!.toString()).toBe('{"deps":["hello"]}\n');
+  });
+
+  it('streams /output as a tar with sparse members, and leaves no temporary directory', async () => {
+    const tarFile = path.join(dir, 'output.tar');
+    const tmp = path.join(dir, 'tar-tmp');
+    await mkdir(tmp);
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      await pipeline(await tarTree(path.join(dir, 'ext4.img'), '/output'), createWriteStream(tarFile));
+      await expect(tarTree(path.join(dir, 'ext4.img'), '/output', { maxFiles: 2 })).rejects.toThrow(/more than 2 entries/);
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = saved;
+    }
+    for (let i = 0; i < 50 && (await readdir(tmp)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await readdir(tmp)).toEqual([]);
+    expect((await lstat(tarFile)).size).toBeLessThan(big.length + (1 << 20)); // the 100 MiB sparse file is not written out
+    const list = (await exec('tar', ['-tvf', tarFile])).stdout;
+    expect(list).toMatch(/0\/0\s+104857600 .* output\/sparse$/m);
+    expect(list).toMatch(/output\/sub\/fast-link -> \.\.\/big\.bin$/m);
+    const x = path.join(dir, 'from-tar');
+    await mkdir(x);
+    await exec('tar', ['-xf', tarFile, '-C', x]);
+    expect((await readFile(path.join(x, 'output/big.bin'))).equals(big)).toBe(true);
   });
 
   it('honours caps given by the caller', async () => {
