@@ -25,7 +25,8 @@ skipped. A directory cycle, or a tree past a cap, stops with an error (exit 125)
 
 Options:
   --max-size SIZE   refuse a .xz that decompresses past SIZE (default 64G)
-  --max-bytes SIZE  cap on the sum of extracted file sizes (default: the image's size)
+  --max-bytes SIZE  cap on the sum of extracted file sizes (default 16x the image's size, at
+                    least 1G; data actually written never exceeds the image's own size)
   --max-files N     cap on extracted entries (default: the image's inode count)
   --max-depth N     cap on directory nesting (default 256)
   --tmpdir DIR      where the decompressed image is kept while extracting (default: $TMPDIR or /tmp)

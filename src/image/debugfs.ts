@@ -45,7 +45,8 @@ export class DebugfsImage {
   static async open(image: string, limits: Partial<ConfineLimits> = {}): Promise<DebugfsImage> {
     const box = await openConfined(image);
     try {
-      const sess = await box.session('debugfs', ['-c', '-f', '-', box.path], limits);
+      // One process serves a whole extraction: CPU for all of it (a huge honest tree takes a while).
+      const sess = await box.session('debugfs', ['-c', '-f', '-', box.path], { cpuSeconds: 600, ...limits });
       return new DebugfsImage(box, sess, path.resolve(image));
     } catch (e) {
       await box.close();
