@@ -9,7 +9,7 @@
 //   and here  -> a wall-clock timeout that SIGKILLs it, stdout and stderr capped (killed past a cap).
 // The sandbox writes nothing we keep: callers parse its stdout and copy bytes out of the image
 // themselves (src/image/extract-tree.ts), bounded by their own caps.
-import { chmod, chown, copyFile, mkdtemp, realpath, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, realpath, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { JrError } from '../errors.js';
@@ -110,11 +110,16 @@ export async function openConfined(image: string): Promise<ConfinedImage> {
   let staging: string | null = null;
   if (id && !(await readableBy(id, source, setpriv))) {
     staging = await mkdtemp(path.join(stagingRoot(), 'jr-confine-'));
-    await shareDirWithSandbox(staging);
     const copy = path.join(staging, 'image');
-    // copyFile keeps holes on Linux (copy_file_range), so a sparse image stays sparse.
-    await copyFile(source, copy);
-    await shareFileWithSandbox(copy);
+    try {
+      await shareDirWithSandbox(staging);
+      // cp --sparse=always skips holes (SEEK_DATA); fs.copyFile would write them out as zeros.
+      await run('cp', ['--sparse=always', '--', source, copy]);
+      await shareFileWithSandbox(copy);
+    } catch (e) {
+      await rm(staging, { recursive: true, force: true });
+      throw new JrError('JR_E_PROCESS', `could not make a copy of ${image} the sandbox can read in ${stagingRoot()}: ${(e as Error).message}`, { cause: e });
+    }
     source = copy;
   }
   const prefix = id

@@ -83,13 +83,14 @@ export function readImageFile(src: Source, p: string, opts: { maxBytes: number }
 export function extractTree(src: Source, p: string, outDir: string, caps: Partial<ExtractCaps> = {}): Promise<ExtractSummary> {
   return using(src, async (d, file) => {
     const sb = await d.superblock();
-    const cap: ExtractCaps = { ...defaultCaps((await lstat(file)).size, sb), ...caps };
+    const imageBytes = (await lstat(file)).size;
+    const cap: ExtractCaps = { ...defaultCaps(imageBytes, sb), ...caps };
     const ino = await d.lookup(p);
     if (ino === null) throw new JrError('JR_E_USAGE', `${p} does not exist in the image`);
-    const x = new Extraction(d, file, sb, cap, (await lstat(file)).size);
+    const x = new Extraction(d, file, sb, cap, imageBytes);
     const root = (await d.statInodes([ino])).get(ino)!;
     const target = p === '/' ? outDir : path.join(outDir, path.posix.basename(p));
-    if (root.type === 'directory') await x.tree(ino, target, p, p !== '/');
+    if (root.type === 'directory') await x.tree(ino, target, p, p === '/' ? null : root.mode);
     else await x.files([{ ino, host: target, shown: p }]);
     return x.summary;
   });
@@ -106,9 +107,10 @@ class Extraction {
     private readonly cap: ExtractCaps, private readonly imageBytes: number) {}
 
   /** Breadth first, one debugfs run per BATCH directories of a level. */
-  async tree(ino: number, host: string, shown: string, create: boolean): Promise<void> {
+  /** `mode`: create `host` with it; null: `host` is outDir itself, which exists and keeps its mode. */
+  async tree(ino: number, host: string, shown: string, mode: number | null): Promise<void> {
     const dirModes: Array<{ host: string; mode: number }> = [];
-    if (create) { await fresh(host, () => mkdir(host, 0o700)); dirModes.push({ host, mode: 0o755 }); }
+    if (mode !== null) { await fresh(host, () => mkdir(host, 0o700)); dirModes.push({ host, mode }); }
     this.seenDirs.add(ino);
     let level: Array<Pending & { depth: number }> = [{ ino, host, shown, depth: 0 }];
     while (level.length > 0) {

@@ -2,7 +2,7 @@
 // the sandboxed process is found in /proc and its identity, capabilities, namespaces, limits and
 // view of the filesystem are read there, not taken from the sandbox's own word.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFile, readdir, readlink, rm, writeFile, chmod } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, readlink, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { openConfined, type ConfinedImage } from '../../src/image/confine.js';
 import { run } from '../../src/proc.js';
@@ -87,6 +87,30 @@ describe.skipIf(!haveBwrap)('confined runner', () => {
     const m = await box.run('sh', ['-c', 'head -c 200000000 /dev/zero | tr "\\0" x | sort'], { limits: { memoryBytes: 64 << 20 } });
     expect(m.exitCode).not.toBe(0);
     expect(m.stderr).toMatch(/memory exhausted|Cannot allocate|File too large|No space left/);
+  });
+
+  it.skipIf(!isRoot)('stages a root-only sparse image as a sparse copy the sandbox can read, removed on close', async () => {
+    const stage = path.join(dir, 'stage');
+    await mkdir(stage);
+    await chmod(dir, 0o755); // the staging root must be traversable by the sandbox user
+    const sparse = path.join(dir, 'private', 'sparse.img');
+    await mkdir(path.dirname(sparse), { mode: 0o700 });
+    await writeFile(sparse, 'head\n');
+    await truncate(sparse, 1024 ** 3);
+    const saved = process.env.JOBRUNNER_CONFINE_TMPDIR;
+    process.env.JOBRUNNER_CONFINE_TMPDIR = stage;
+    try {
+      const b = await openConfined(sparse);
+      const [copyDir] = await readdir(stage);
+      const copy = await lstat(path.join(stage, copyDir!, 'image'));
+      expect(copy.size).toBe(1024 ** 3);
+      expect(copy.blocks * 512).toBeLessThan(1 << 20);
+      expect((await b.run('head', ['-c', '5', '/image'])).stdout.toString()).toBe('head\n');
+      await b.close();
+      expect(await readdir(stage)).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env.JOBRUNNER_CONFINE_TMPDIR; else process.env.JOBRUNNER_CONFINE_TMPDIR = saved;
+    }
   });
 
   it.skipIf(!isRoot)('as an unprivileged caller, runs as that caller', async () => {
