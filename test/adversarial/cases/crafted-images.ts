@@ -95,6 +95,12 @@ export async function craftAll(work: string, hostDir: string): Promise<Crafted[]
   add({ name: 'deep', what: '300 nested directories', args: [],
     image: await craft(work, 'deep', {}, deep), refusal: /directories nest deeper than 256 levels/ });
 
+  // 20 nested 250-character names: 5000 bytes of path, past the host's PATH_MAX (4096).
+  const long = [];
+  for (let i = 0, p = '/output'; i < 20; i++) { p += `/${String(i).padStart(3, '0')}${'n'.repeat(247)}`; long.push(`mkdir ${p}`); }
+  add({ name: 'long-path', what: 'nested names longer together than PATH_MAX', args: [],
+    image: await craft(work, 'long-path', {}, long), refusal: /a path in the image is too long for the host/ });
+
   // 64 inodes in the filesystem, 3000 names for one of them: more entries than the image can hold honestly.
   // (debugfs ln does not grow a directory: `expand` adds a block to it every 50 names, without dir_index.)
   const links = Array.from({ length: 3000 }, (_, i) => (i % 50 === 0 ? `expand /output\nln /output/f /output/l${i}` : `ln /output/f /output/l${i}`));
