@@ -1,7 +1,8 @@
 // debugfs on an untrusted ext2/3/4 image, always through the confined runner (src/image/confine.ts),
 // always read-only and in catastrophic mode (-c: the bitmaps are not even read). Requests name
-// inodes by number (<N>), so no name from the image is ever pasted into a request; many requests
-// go to one debugfs run (-f -), and its output is split on the echo of each request.
+// inodes by number (<N>), so no name from the image is ever pasted into a request. One debugfs
+// process (-f -, commands on stdin) serves a whole session: requests go in batches closed by a
+// random end marker, and each batch's output is split on the echo of each request.
 // Everything parsed here is the image's word only: callers bound what they do with it.
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -27,7 +28,7 @@ export interface InodeInfo {
   fastLink: string | null;
 }
 
-/** Requests per debugfs run: bounds one run's output and time. */
+/** Requests per batch: bounds one exchange's output and time. */
 export const BATCH = 256;
 
 /** The root directory's inode in every ext filesystem. */
