@@ -9,11 +9,11 @@ ensure_built() {
     flock 9
     cd "$root"
     if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-      # npm install, not npm ci: with this npm (11) and omit-lockfile-registry-resolved, npm ci
-      # rejects its own lockfile (optional platform packages are left out); install honours the
-      # lockfile's versions and leaves it unchanged.
-      echo "jobrunner: installing npm dependencies (npm install from package-lock.json)..." >&2
-      npm install --no-audit --no-fund --loglevel=error >&2 || { echo "jobrunner: npm install failed" >&2; exit 125; }
+      # npm ci, never a bare npm install: ci installs exactly what package-lock.json says and
+      # never rewrites it, so a fresh clone stays clean (the lock lists every optional platform
+      # package, which npm ci requires). .ci/run checks `git status --porcelain` after set-up.
+      echo "jobrunner: installing npm dependencies (npm ci from package-lock.json)..." >&2
+      npm ci --no-audit --no-fund --loglevel=error >&2 || { echo "jobrunner: npm ci failed" >&2; exit 125; }
     fi
     if [ ! -f dist/.build-stamp ] || [ -n "$(find src tsconfig.json package.json -newer dist/.build-stamp -print -quit)" ]; then
       echo "jobrunner: building (tsc)..." >&2

@@ -23,7 +23,8 @@ Mount a base image so it can be edited, and unmount it cleanly.
   MOUNTPOINT   default /mnt/rawmount/<image name> (root) or ~/rawmount/<image name>; created if
                missing and removed again by --umount.
   --fuse       mount with fuse2fs instead of a loop device: no root needed where unprivileged FUSE
-               works (fusermount installed); ext2/3/4 only.
+               works (fusermount installed, /dev/fuse readable and writable by you: mode 0666,
+               the usual default; rawmount says what to change when it is not); ext2/3/4 only.
   --read-only  mount read-only (nothing is written to IMAGE).
   --umount     unmount everything rawmount set up for MOUNTPOINT: mounts, loop devices, the
                qemu-storage-daemon. If IMAGE is a root.img next to an image.json (a base image

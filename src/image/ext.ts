@@ -1,6 +1,7 @@
 // ext2/3/4 images through e2fsprogs userspace only: mke2fs -d builds an image from a directory
-// (no root, no mount); debugfs reads files out. Neither hands image bytes to the host kernel.
-import { lstat, readdir, rm, stat } from 'node:fs/promises';
+// (no root, no mount); debugfs reads files out, always confined (src/image/debugfs.ts,
+// extract-tree.ts). Neither hands image bytes to the host kernel.
+import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { JrError } from '../errors.js';
 import { run } from '../proc.js';
@@ -41,37 +42,11 @@ export async function makeExtImage(dir: string, out: string, sizeBytes: number, 
 }
 
 export interface DirEntry {
+  ino: number;
   name: string;
   mode: number;
   isDir: boolean;
   size: number;
-}
-
-/** Run one or more debugfs requests against an image opened read-only; returns stdout. */
-async function debugfs(image: string, request: string): Promise<{ stdout: string; stderr: string }> {
-  const r = await run('debugfs', ['-R', request, image], {
-    env: { PATH: `${process.env.PATH}:/usr/sbin:/sbin` }, reject: false, maxBuffer: 256 * 1024 * 1024,
-  });
-  if (r.exitCode !== 0) throw new JrError('JR_E_PROCESS', `debugfs failed on ${image}: ${r.stderr.trim()}`);
-  return r;
-}
-
-/** debugfs takes paths inside its request string: refuse characters its parser would treat specially. */
-function checkImagePath(p: string): void {
-  if (!p.startsWith('/') || /["\n\r\0\\]/.test(p)) {
-    throw new JrError('JR_E_USAGE', `Expected an absolute path inside the image without quotes, backslashes or newlines, got ${JSON.stringify(p)}`);
-  }
-}
-
-/**
- * List a directory inside the image. Names come from an untrusted image: anything that could
- * escape the output directory when dumped ('/', NUL, newline, '.', '..') is an error, not a file.
- */
-export async function listDir(image: string, dir: string): Promise<DirEntry[] | null> {
-  checkImagePath(dir);
-  const { stdout, stderr } = await debugfs(image, `ls -p "${dir}"`);
-  if (/File not found|not a directory|Ext2 inode is not a directory/i.test(stderr)) return null;
-  return parseLsP(stdout, dir);
 }
 
 /**
@@ -91,6 +66,8 @@ export function parseLsP(stdout: string, dir: string): DirEntry[] {
     if (f.length !== 8 || f[0] !== '' || f[7] !== '' || !numeric) {
       throw new JrError('JR_E_INPUT', `refusing to extract: the image has an unsafe file name in ${dir}: ${JSON.stringify(line.slice(0, 120))}`);
     }
+    // Inode 0 is an unused slot (a deleted entry, or an empty directory block): not an entry.
+    if (f[1] === '0') continue;
     const name = f[5]!;
     if (name === '.' || name === '..') {
       if (++dots > 2) throw new JrError('JR_E_INPUT', `refusing to extract: the image has an extra '${name}' entry in ${dir}`);
@@ -98,41 +75,7 @@ export function parseLsP(stdout: string, dir: string): DirEntry[] {
     }
     if (name === '' || name.includes('\0')) throw new JrError('JR_E_INPUT', `refusing to extract: the image has an empty or NUL file name in ${dir}`);
     const mode = parseInt(f[2]!, 8);
-    entries.push({ name, mode, isDir: (mode & 0o170000) === 0o040000, size: Number(f[6]) });
+    entries.push({ ino: Number(f[1]), name, mode, isDir: (mode & 0o170000) === 0o040000, size: Number(f[6]) });
   }
   return entries;
-}
-
-/** True when `p` exists in the image. */
-export async function existsInImage(image: string, p: string): Promise<boolean> {
-  checkImagePath(p);
-  const { stderr } = await debugfs(image, `stat "${p}"`);
-  return !/File not found|not found by ext2_lookup/i.test(stderr);
-}
-
-/** Check every name below `dir` in the image (recursively) is safe to write to the host. */
-export async function checkTreeNames(image: string, dir: string, limit = 1_000_000): Promise<number> {
-  let count = 0;
-  const queue = [dir];
-  while (queue.length > 0) {
-    const d = queue.shift()!;
-    const entries = await listDir(image, d);
-    if (!entries) continue;
-    for (const e of entries) {
-      if (/["\\\n\r]/.test(e.name)) throw new JrError('JR_E_INPUT', `refusing to extract: unsupported file name ${JSON.stringify(e.name)} in ${d}`);
-      if (++count > limit) throw new JrError('JR_E_INPUT', `refusing to extract: more than ${limit} files`);
-      if (e.isDir) queue.push(`${d === '/' ? '' : d}/${e.name}`);
-    }
-  }
-  return count;
-}
-
-/** Recursively copy `p` from the image into the host directory `outDir` (as outDir/basename(p)). */
-export async function dumpTree(image: string, p: string, outDir: string): Promise<void> {
-  checkImagePath(p);
-  const st = await stat(outDir);
-  if (!st.isDirectory()) throw new JrError('JR_E_USAGE', `${outDir} is not a directory`);
-  const { stderr } = await debugfs(image, `rdump "${p}" "${outDir}"`);
-  const errors = stderr.split('\n').filter((l) => l.trim() && !/^debugfs \d/.test(l));
-  if (errors.length > 0) throw new JrError('JR_E_PROCESS', `extracting ${p} failed: ${errors.slice(0, 5).join('; ')}`);
 }

@@ -7,11 +7,11 @@
 //
 // Every resource is recorded in the MountState (and handed to `record`, which persists it) the
 // moment it exists, so unmountImage can undo exactly what was created even after a crash.
-import { mkdir, mkdtemp, readFile, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, mkdtemp, readFile, rename, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { tempName } from '../fsutil.js';
-import { run } from '../proc.js';
+import { run, which } from '../proc.js';
 import { JrError } from '../errors.js';
 import { isMounted, mounts } from './mountinfo.js';
 import { attachLoop, detachLoop, loopPartitions } from './loop.js';
@@ -64,6 +64,10 @@ export async function mountImage(req: MountRequest, record: Record = noRecord): 
   const readOnly = req.readOnly ?? false;
   const mode = req.mode ?? 'loop';
   const format = req.format ?? (await imageInfo(image)).format;
+  if (mode === 'fuse' && process.getuid?.() !== 0) {
+    const why = await unprivilegedFuseProblem();
+    if (why) throw new JrError('JR_E_PERMISSION', why);
+  }
   const st: MountState = { version: 1, image, format, mountpoint, readOnly, mode, layout: 'filesystem', partitions: [], resources: [] };
   const add = async (r: Resource): Promise<void> => { st.resources.push(r); await record(st); };
   try {
@@ -104,6 +108,26 @@ export async function mountImage(req: MountRequest, record: Record = noRecord): 
     await unmountImage(st, record).catch(() => {});
     throw e;
   }
+}
+
+/**
+ * Why FUSE cannot work for this (non-root) user, with what to change; null when it can.
+ * Checked before anything is started, so a refused --fuse leaves nothing behind.
+ */
+export async function unprivilegedFuseProblem(dev = '/dev/fuse'): Promise<string | null> {
+  const st = await stat(dev).catch(() => null);
+  if (!st) return `--fuse needs ${dev}, which does not exist: load the fuse module (modprobe fuse) or, in a container, pass the device in (--device /dev/fuse)`;
+  // access() checks the real uid, which is the user who would open the device.
+  const usable = await access(dev, constants.R_OK | constants.W_OK).then(() => true, () => false);
+  if (!usable) {
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+    return `--fuse needs ${dev} readable and writable by you (uid ${process.getuid?.()}), but it is mode ${mode} owned by uid ${st.uid} gid ${st.gid}. `
+      + `Ask an administrator to run \`chmod 0666 ${dev}\` (the usual default; make it permanent with the udev rule KERNEL=="fuse", MODE="0666"), or run rawmount as root without --fuse`;
+  }
+  if (!(await which('fusermount3')) && !(await which('fusermount'))) {
+    return '--fuse needs fusermount3 (or fusermount) on PATH to mount without root: install the fuse3 package';
+  }
+  return null;
 }
 
 async function makeDir(dir: string, add: (r: Resource) => Promise<void>): Promise<void> {

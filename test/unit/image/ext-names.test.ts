@@ -6,9 +6,13 @@ const ok = '/2/040755/0/0/.//\n/2/040755/0/0/..//\n/12/100644/0/0/answer/3/\n/13
 describe('debugfs ls -p parsing (names from untrusted images)', () => {
   it('lists ordinary entries', () => {
     expect(parseLsP(ok, '/output')).toEqual([
-      { name: 'answer', mode: 0o100644, isDir: false, size: 3 },
-      { name: 'sub', mode: 0o40755, isDir: true, size: 0 },
+      { ino: 12, name: 'answer', mode: 0o100644, isDir: false, size: 3 },
+      { ino: 13, name: 'sub', mode: 0o40755, isDir: true, size: 0 },
     ]);
+  });
+
+  it('skips unused slots (inode 0: deleted entries, empty directory blocks)', () => {
+    expect(parseLsP(ok + '/0/000000/0/0//0/\n', '/output').map((e) => e.name)).toEqual(['answer', 'sub']);
   });
 
   it('refuses a name that forges an extra ".." line to hide a path', () => {
