@@ -138,6 +138,8 @@ export async function runOnSlurm(req: SlurmRunRequest): Promise<SlurmEnd> {
       const o = await readOutcome(req.claimDir, req.jobId);
       if (o) {
         if (cancelledByUs && o.outcome.end === 'aborted') return { kind: 'outcome', outcome: { ...o.outcome, reason: `cancelled (Slurm job ${id})` }, node: o.node, slurmJobId: id };
+        // node-run stopped by a TERM we did not send: someone cancelled the Slurm job.
+        if (o.outcome.end === 'aborted') return { kind: 'outcome', outcome: { ...o.outcome, end: 'killed', reason: `Slurm job ${id} on ${o.node} was cancelled in Slurm by someone else (scancel or an administrator)` }, node: o.node, slurmJobId: id };
         return fromOutcome(o, id);
       }
       if (Date.now() - endedAt >= OUTCOME_LAG_MS) {
