@@ -8,7 +8,7 @@ import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from '
 import { existsSync, openSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runProc } from './helpers.js';
+import { runProc, waitFor } from './helpers.js';
 
 const readdirSafe = (d: string): Promise<string[]> => readdir(d).catch(() => []);
 
@@ -47,14 +47,6 @@ function start(file: string, args: string[], env: NodeJS.ProcessEnv, log: string
   return spawn(file, args, { env, stdio: ['ignore', out, out] });
 }
 
-async function waitFor(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`slurm test cluster: timed out waiting for ${what}`);
-}
 
 /** Start munged, slurmctld and the slurmds; resolves once every node is idle. */
 export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
@@ -95,11 +87,13 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
     const p = start('/usr/sbin/slurmd', ['-D', '-N', n], env, path.join(dir, 'log', `${n}.out`));
     procs.push(p); byNode.set(n, p);
   };
-  const waitIdle = (want: string[]): Promise<void> => waitFor(`nodes ${want.join(',')} idle`, 90_000, async () => {
-    const r = await runProc('sinfo', ['-h', '-N', '-o', '%N %t'], { env });
-    const states = new Map(r.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(/\s+/) as [string, string]));
-    return want.every((n) => states.get(n) === 'idle');
-  });
+  const waitIdle = async (want: string[]): Promise<void> => {
+    await waitFor(`nodes ${want.join(',')} idle`, async () => {
+      const r = await runProc('sinfo', ['-h', '-N', '-o', '%N %t'], { env });
+      const states = new Map(r.stdout.trim().split('\n').filter(Boolean).map((l) => l.split(/\s+/) as [string, string]));
+      return want.every((n) => states.get(n) === 'idle');
+    }, 90_000);
+  };
   const stop = async (): Promise<void> => {
     for (const p of procs.reverse()) { try { p.kill('SIGTERM'); } catch { /* gone */ } }
     await new Promise((r) => setTimeout(r, 1500));
@@ -110,9 +104,9 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
     procs.push(start('setpriv', [`--reuid=${munge.uid}`, `--regid=${munge.gid}`, '--clear-groups', '/usr/sbin/munged', '-F',
       `--socket=${socket}`, `--key-file=${key}`, `--pid-file=${md.run}/munged.pid`, `--log-file=${md.lib}/munged.log`, `--seed-file=${md.lib}/seed`],
     env, path.join(dir, 'log', 'munged.out')));
-    await waitFor('munged', 10_000, async () => existsSync(socket));
+    await waitFor('munged', async () => existsSync(socket), 10_000);
     procs.push(start('/usr/sbin/slurmctld', ['-D', '-i'], env, path.join(dir, 'log', 'slurmctld.out')));
-    await waitFor('slurmctld', 30_000, async () => (await runProc('scontrol', ['ping'], { env })).stdout.includes('UP'));
+    await waitFor('slurmctld', async () => (await runProc('scontrol', ['ping'], { env })).stdout.includes('UP'), 30_000);
     for (const n of nodes) startNode(n);
     await waitIdle(nodes);
   } catch (e) {

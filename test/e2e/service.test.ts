@@ -6,7 +6,7 @@ import { readFile, readdir, rename, writeFile, copyFile } from 'node:fs/promises
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/spool/record.js';
-import { HAVE_BASE, REPO, jobrunner, makeJob, qemuProcessesFor, runProc, scratch } from '../helpers.js';
+import { HAVE_BASE, REPO, jobrunner, makeJob, qemuProcessesFor, runProc, scratch, waitFor } from '../helpers.js';
 
 interface Spool { root: string; queue: string; done: string; failed: string; args: string[]; env: NodeJS.ProcessEnv }
 
@@ -36,16 +36,6 @@ function startService(s: Spool, extra: string[] = []): { child: ChildProcess; ou
   child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   return { child, output: () => out, exited };
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 async function runningLease(s: Spool): Promise<{ id: string; qemuPid: number } | null> {

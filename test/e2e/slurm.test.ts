@@ -7,7 +7,7 @@ import { copyFile, mkdir, readFile, readdir, rename, writeFile } from 'node:fs/p
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/spool/record.js';
-import { HAVE_BASE, REPO, jobrunner, makeJob, qemuProcessesFor, runProc, scratch } from '../helpers.js';
+import { HAVE_BASE, REPO, jobrunner, makeJob, qemuProcessesFor, runProc, scratch, waitFor } from '../helpers.js';
 import { HAVE_SLURM, startCluster, type Cluster } from '../slurm-cluster.js';
 
 interface Spool { root: string; queue: string; done: string; failed: string }
@@ -34,16 +34,6 @@ async function submit(s: Spool, file: string, as: string): Promise<void> {
   await mkdir(s.queue, { recursive: true });
   await copyFile(file, path.join(s.queue, `.${as}.part`));
   await rename(path.join(s.queue, `.${as}.part`), path.join(s.queue, as));
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
 }
 
 const record = async (dir: string, name: string): Promise<JobStatus | null> =>

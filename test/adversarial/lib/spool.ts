@@ -36,16 +36,7 @@ export function startService(s: Spool, extra: string[] = [], wrap: string[] = []
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Poll `fn` until it returns something truthy, or fail after `ms`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
-}
+export { waitFor } from '../../helpers.js';
 
 /** Every NAME.json in done/ and failed/, with where it was found. */
 export async function allStatuses(s: Spool): Promise<Array<JobStatus & { dir: 'done' | 'failed' }>> {
