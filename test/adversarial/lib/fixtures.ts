@@ -1,7 +1,7 @@
 // Hostile inputs, made for real: job images whose construir misbehaves, images that lie about
 // their format, broken .xz files, special files, and a fake qemu whose behaviour a job image picks.
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, open, readFile, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, open, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO, jobTree, runProc } from '../../helpers.js';
@@ -95,36 +95,5 @@ export async function head(file: string, n: number): Promise<Buffer> {
   }
 }
 
-/**
- * A stand-in for qemu-system-x86_64. It reads its mode from the job disk it was handed (fd 5,
- * read-only; the string FAKEQEMU-MODE=<mode> inside the image) so one service run can exercise
- * every way a qemu can fail. It speaks construir's console markers with the nonce from its argv.
- */
-export async function fakeQemu(dir: string): Promise<string> {
-  const p = path.join(dir, 'fake-qemu');
-  await writeFile(p, `#!/bin/bash
-nonce=$(printf '%s\\n' "$@" | sed -n 's/.*construir\\.nonce=\\([A-Za-z0-9]*\\).*/\\1/p' | head -n1)
-mode=$(grep -a -o -m1 'FAKEQEMU-MODE=[a-z-]*' <&5 | head -n1 | cut -d= -f2)
-mark() { printf '\\n@@construir:%s:%s@@\\n' "$nonce" "$1"; }
-case "$mode" in
-  hang) exec sleep 100000 ;;
-  crash) echo "fake-qemu: could not initialise the machine" >&2; exit 1 ;;
-  segv) kill -SEGV $$ ;;
-  stubborn) trap '' TERM; mark start; echo "ignoring SIGTERM"; while :; do sleep 1; done ;;
-  forker) sleep 40 & echo "left a child $!"; exec sleep 100000 ;;
-  stderr-flood) head -c 10000000 /dev/zero | tr '\\0' E >&2; exit 1 ;;
-  console-flood) mark start; head -c 3000000 /dev/zero | tr '\\0' x; mark exit=0; mark end; exit 0 ;;
-  report)
-    mark start
-    echo "REPORT uid=$(id -u) gid=$(id -g) groups=$(id -G)"
-    grep -E '^(NoNewPrivs|CapEff|CapBnd|CapPrm):' /proc/$$/status | sed 's/^/REPORT /'
-    for fd in /proc/$$/fd/*; do n=\${fd##*/}; echo "REPORT fd $n $(readlink "$fd") $(sed -n 's/^flags:[[:space:]]*//p' /proc/$$/fdinfo/$n 2>/dev/null)"; done
-    echo "REPORT argv $*"
-    mark exit=0; mark end; exit 0 ;;
-  ok) mark start; echo "fake job ran"; mark exit=0; mark end; exit 0 ;;
-  *) echo "fake-qemu: no mode in the job image" >&2; exit 2 ;;
-esac
-`);
-  await chmod(p, 0o755);
-  return p;
-}
+/** The fake qemu (test/lib/fake-qemu.ts, shared with the no-qemu service tier). */
+export { fakeQemu } from '../../lib/fake-qemu.js';
