@@ -144,38 +144,62 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
     qemuSignal: result.signal ?? null, stderrTail: stderr.trim(), argv,
   };
   const k = killedFor as { end: VmEnd; reason: string } | null;
+  return { ...base, ...classifyEnd({ killedFor: k, exitCode, clean, badImage, initramfsFailure, bootMs, lastLine: parser.lastLine,
+    qemuExitCode: base.qemuExitCode, qemuSignal: base.qemuSignal, stderrTail: base.stderrTail }) };
+}
+
+/** What launchVm observed of one VM run, as classifyEnd needs it. */
+export interface EndFacts {
+  /** Our own kill (watchdog or abort) and its reason, if we killed it. */
+  killedFor: { end: VmEnd; reason: string } | null;
+  /** From the markers: exit=N, end, bad-image=WHY, the initramfs's failure line. */
+  exitCode: number | null;
+  clean: boolean;
+  badImage: string | null;
+  initramfsFailure: string | null;
+  /** ms to the start marker; null: the guest never started. */
+  bootMs: number | null;
+  lastLine: string;
+  qemuExitCode: number | null;
+  qemuSignal: string | null;
+  stderrTail: string;
+}
+
+/** How a VM run ended, from what was observed (pure: the whole policy of launchVm's outcome). */
+export function classifyEnd(f: EndFacts): Pick<VmOutcome, 'end' | 'exitCode' | 'clean' | 'reason'> {
+  const k = f.killedFor;
   // A timeout or abort wins even over an exit marker seen just before: the image may be mid-write.
-  if (k && k.end !== 'boot-failed') return { ...base, end: k.end, exitCode: null, clean: false, reason: k.reason };
-  if (exitCode !== null) {
-    return { ...base, end: 'exited', exitCode, clean,
-      reason: exitCode === 0 ? 'the job succeeded' : `the job exited with status ${exitCode}` };
+  if (k && k.end !== 'boot-failed') return { end: k.end, exitCode: null, clean: false, reason: k.reason };
+  if (f.exitCode !== null) {
+    return { end: 'exited', exitCode: f.exitCode, clean: f.clean,
+      reason: f.exitCode === 0 ? 'the job succeeded' : `the job exited with status ${f.exitCode}` };
   }
-  if (badImage !== null) {
-    return { ...base, end: 'bad-image', exitCode: null, clean: false,
-      reason: `the guest could not use the job image (${badImage}): not a mountable ext2/3/4 filesystem` };
+  if (f.badImage !== null) {
+    return { end: 'bad-image', exitCode: null, clean: false,
+      reason: `the guest could not use the job image (${f.badImage}): not a mountable ext2/3/4 filesystem` };
   }
-  if (k) return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: k.reason };
+  if (k) return { end: 'boot-failed', exitCode: null, clean: false, reason: k.reason };
   // Not our kill: a signal from outside (an operator, the host's OOM killer). qemu turns TERM/INT/HUP
   // into an orderly exit, so its own "terminating on signal" line counts as well. A fault signal
   // (SEGV, ABRT, ...) is qemu crashing, which a guest may provoke: that stays a crash below.
-  const terminated = /terminating on signal (\d+)/.exec(base.stderrTail);
-  const outside = base.qemuSignal !== null && OUTSIDE_SIGNALS.has(base.qemuSignal) ? base.qemuSignal
+  const terminated = /terminating on signal (\d+)/.exec(f.stderrTail);
+  const outside = f.qemuSignal !== null && OUTSIDE_SIGNALS.has(f.qemuSignal) ? f.qemuSignal
     : terminated ? `signal ${terminated[1]}` : null;
   if (outside !== null) {
-    return { ...base, end: 'killed', exitCode: null, clean: false,
-      reason: `qemu was killed by ${outside} from outside jobrunner (an operator or the host's OOM killer), ${bootMs === null ? 'before the guest started' : 'while the job ran'}` };
+    return { end: 'killed', exitCode: null, clean: false,
+      reason: `qemu was killed by ${outside} from outside jobrunner (an operator or the host's OOM killer), ${f.bootMs === null ? 'before the guest started' : 'while the job ran'}` };
   }
-  if (initramfsFailure !== null) {
-    return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: `the guest failed to boot: ${initramfsFailure}` };
+  if (f.initramfsFailure !== null) {
+    return { end: 'boot-failed', exitCode: null, clean: false, reason: `the guest failed to boot: ${f.initramfsFailure}` };
   }
-  if (bootMs === null) {
-    if (base.qemuSignal) {
-      return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: `qemu crashed (${base.qemuSignal}) before the guest started` };
+  if (f.bootMs === null) {
+    if (f.qemuSignal) {
+      return { end: 'boot-failed', exitCode: null, clean: false, reason: `qemu crashed (${f.qemuSignal}) before the guest started` };
     }
-    const why = base.stderrTail ? `qemu failed: ${base.stderrTail.split('\n').slice(-3).join(' | ')}`
-      : `qemu ended (exit ${base.qemuExitCode ?? base.qemuSignal}) before the guest started`;
-    return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: why };
+    const why = f.stderrTail ? `qemu failed: ${f.stderrTail.split('\n').slice(-3).join(' | ')}`
+      : `qemu ended (exit ${f.qemuExitCode ?? f.qemuSignal}) before the guest started`;
+    return { end: 'boot-failed', exitCode: null, clean: false, reason: why };
   }
-  return { ...base, end: 'crashed', exitCode: null, clean: false,
-    reason: `the guest stopped without reporting an exit status (${base.qemuSignal ? `qemu crashed: ${base.qemuSignal}` : `qemu exit ${base.qemuExitCode}`}); last console line: ${parser.lastLine || '(none)'}` };
+  return { end: 'crashed', exitCode: null, clean: false,
+    reason: `the guest stopped without reporting an exit status (${f.qemuSignal ? `qemu crashed: ${f.qemuSignal}` : `qemu exit ${f.qemuExitCode}`}); last console line: ${f.lastLine || '(none)'}` };
 }
