@@ -17,10 +17,12 @@ export class Scheduler {
   add(key: string, task: () => Promise<void>): boolean {
     if (this.keys.has(key)) return false;
     this.keys.add(key);
-    void this.queue.add(async () => {
+    // Tasks report their own failures (Service.schedule catches everything); a rejection that got
+    // through must not become an unhandled rejection, which would end the whole process.
+    this.queue.add(async () => {
       this.started.add(key);
       try { await task(); } finally { this.keys.delete(key); this.started.delete(key); }
-    });
+    }).catch(() => undefined);
     return true;
   }
 
