@@ -1,9 +1,9 @@
 // See bench/boot. Times whole VM runs (spawn to qemu exit) of the same trivial job.
 import path from 'node:path';
-import { loadBaseImage } from '../dist/image/base.js';
-import { loadSettings } from '../dist/config.js';
-import { AccelState, runJobVm } from '../dist/job/vm-run.js';
-import { copySparse, median, scratchDir, trivialJob, ROOT } from './lib.mjs';
+import { loadBaseImage } from '../src/image/base.js';
+import { loadSettings } from '../src/config.js';
+import { AccelState, runJobVm } from '../src/job/vm-run.js';
+import { copySparse, median, scratchDir, trivialJob, ROOT } from './lib.js';
 
 const runs = Number(process.argv[2] ?? 5);
 const { settings } = loadSettings(['--timeout', '5m'], { HOME: '/nonexistent' });
@@ -11,9 +11,10 @@ const base = await loadBaseImage(path.join(ROOT, 'base-image'), 'default');
 const accel = new AccelState(settings.accel);
 const dir = scratchDir('boot');
 const job = trivialJob(dir);
-const times = { ours: [], stock: [] };
+type Kind = 'ours' | 'stock';
+const times: Record<Kind, number[]> = { ours: [], stock: [] };
 
-async function once(kind) {
+async function once(kind: Kind): Promise<number> {
   const img = path.join(dir, `run-${kind}.img`);
   copySparse(job, img);
   const out = await runJobVm({ image: img, base, settings, logPath: null, tmpDir: dir, initrd: kind === 'stock' ? base.initrdStock : base.initrd }, accel);
@@ -22,11 +23,11 @@ async function once(kind) {
 }
 
 console.log(`bench/boot: ${runs} runs each, alternating; accel ${(await accel.get()).accel}; kernel ${base.meta.kernelVersion}`);
-console.log(`  initrd sizes: ours ${(base.meta.files['initrd.img'].bytes / 1e6).toFixed(1)} MB, stock ${(base.meta.files['initrd-stock.img']?.bytes / 1e6).toFixed(1)} MB`);
+console.log(`  initrd sizes: ours ${(base.meta.files['initrd.img']!.bytes / 1e6).toFixed(1)} MB, stock ${((base.meta.files['initrd-stock.img']?.bytes ?? NaN) / 1e6).toFixed(1)} MB`);
 await once('ours'); // warm the page cache for both (not counted)
 await once('stock');
 for (let i = 0; i < runs; i++) {
-  for (const kind of i % 2 ? ['stock', 'ours'] : ['ours', 'stock']) {
+  for (const kind of (i % 2 ? ['stock', 'ours'] : ['ours', 'stock']) as Kind[]) {
     const ms = await once(kind);
     times[kind].push(ms);
     console.log(`  run ${i + 1} ${kind.padEnd(5)} ${(ms / 1000).toFixed(2)} s`);

@@ -2,10 +2,10 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, writeFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { loadBaseImage } from '../dist/image/base.js';
-import { compressFile } from '../dist/xz/compress.js';
-import { kernelCmdline } from '../dist/vm/qemu-args.js';
-import { copySparse, median, scratchDir, trivialJob, ROOT } from './lib.mjs';
+import { loadBaseImage } from '../src/image/base.js';
+import { compressFile } from '../src/xz/compress.js';
+import { kernelCmdline } from '../src/vm/qemu-args.js';
+import { copySparse, median, scratchDir, trivialJob, ROOT } from './lib.js';
 
 const runs = Number(process.argv[2] ?? 5);
 const base = await loadBaseImage(path.join(ROOT, 'base-image'), 'default');
@@ -16,7 +16,7 @@ for (const d of Object.values(spool)) mkdirSync(d, { recursive: true });
 writeFileSync(path.join(dir, 'config.json'), '{}');
 
 // The bare baseline: the same guest, kernel, initrd, memory, CPUs and disks, qemu started directly.
-function bare(img) {
+function bare(img: string): Promise<number> {
   const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-machine', 'pc,accel=tcg', '-cpu', 'max',
     '-m', '1024', '-smp', '2', '-kernel', base.kernel, '-initrd', base.initrd,
     '-append', kernelCmdline({ nonce: 'bench', init: 'construir' }).join(' '), '-serial', 'stdio',
@@ -25,7 +25,7 @@ function bare(img) {
   return new Promise((resolve, reject) => {
     const q = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    q.stdout.on('data', (d) => { out += d; });
+    q.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     q.on('exit', (code) => (out.includes(':exit=0@@') ? resolve(Date.now() - t) : reject(new Error(`bare run failed (${code}): ${out.slice(-300)}`))));
   });
 }
@@ -34,7 +34,7 @@ const svc = spawn(path.join(ROOT, 'jobrunner'), ['--queue', spool.queue, '--done
   { env: { ...process.env, JOBRUNNER_CONFIG: path.join(dir, 'config.json') }, stdio: ['ignore', 'inherit', 'inherit'] });
 await new Promise((r) => setTimeout(r, 3000)); // let it start (not measured)
 
-async function viaService(i) {
+async function viaService(i: number): Promise<number> {
   const name = `job${i}`;
   const part = path.join(spool.queue, `.${name}.img.part`);
   copySparse(job, part);
@@ -48,12 +48,13 @@ async function viaService(i) {
   return Date.now() - t;
 }
 
-const times = { bare: [], service: [] };
+type Kind = 'bare' | 'service';
+const times: Record<Kind, number[]> = { bare: [], service: [] };
 console.log(`bench/overhead: ${runs} runs each, alternating; job image ${(statSync(job).size / 2 ** 30).toFixed(1)} GiB sparse`);
 const warm = path.join(dir, 'warm.img'); copySparse(job, warm); await bare(warm);
 for (let i = 0; i < runs; i++) {
-  for (const kind of i % 2 ? ['service', 'bare'] : ['bare', 'service']) {
-    let ms;
+  for (const kind of (i % 2 ? ['service', 'bare'] : ['bare', 'service']) as Kind[]) {
+    let ms: number;
     if (kind === 'bare') { const img = path.join(dir, `bare${i}.img`); copySparse(job, img); ms = await bare(img); }
     else ms = await viaService(i);
     times[kind].push(ms);
