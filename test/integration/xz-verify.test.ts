@@ -38,7 +38,7 @@ async function damaged(name: string, pos: number): Promise<string> {
   const fh = await open(p, 'r+');
   const b = Buffer.alloc(1);
   await fh.read(b, 0, 1, pos);
-  b[0] ^= 0x40;
+  b[0] = b[0]! ^ 0x40;
   await fh.write(b, 0, 1, pos);
   await fh.close();
   return p;

@@ -16,7 +16,7 @@ describe('intake and rejection in one --once run', { timeout: 90_000 }, () => {
   let t: TierSpool;
   let svc: InProcess;
   let ok: string;
-  const host: Record<string, string> = {};
+  const host = { file: '', dir: '' };
   beforeAll(async () => {
     t = await tierSpool('intake');
     await fixtureBase(t.baseDir, 'extra');

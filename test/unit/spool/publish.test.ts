@@ -42,10 +42,10 @@ describe('publish', () => {
   it('concurrent publishes of one name get distinct names, each with its own content', async () => {
     const d = await dir();
     const labels = ['a', 'b', 'c', 'd', 'e'];
-    const names = await Promise.all(await Promise.all(labels.map(async (l) => {
+    const names = await Promise.all(labels.map(async (l) => {
       const t = await temps(d, l);
       return publish(d, 'same', { temps: t, status: () => ({ label: l }) });
-    })));
+    }));
     expect([...names].sort()).toEqual(['same', 'same-1', 'same-2', 'same-3', 'same-4']);
     for (const [i, n] of names.entries()) {
       expect(await readFile(path.join(d, `${n}.img.xz`), 'utf8')).toBe(`image of ${labels[i]}`);
