@@ -3,8 +3,10 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-/** Build the process-wide logger; `level` comes from config. Logs go to stdout. */
-export function createLogger(level = 'info', opts: { pretty?: boolean } = {}): Logger {
+/** Build the process-wide logger; `level` comes from config. Logs go to stdout (or `destination`). */
+export function createLogger(level = 'info', opts: { pretty?: boolean; destination?: NodeJS.WritableStream } = {}): Logger {
+  // A destination (tests capture the JSON lines) is never pretty-printed.
+  if (opts.destination) return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, opts.destination);
   const pretty = opts.pretty ?? process.stdout.isTTY === true;
   if (pretty) {
     return pino({

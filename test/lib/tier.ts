@@ -4,9 +4,9 @@
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { loadSettings, type Settings } from '../../src/config.js';
 import type { JobStatus } from '../../src/job/result.js';
+import { createLogger } from '../../src/log.js';
 import { Service } from '../../src/service.js';
 import { scratch } from '../helpers.js';
 import { fakeQemu, fakeQemuCalls } from './fake-qemu.js';
@@ -83,7 +83,7 @@ export function makeInProcess(t: TierSpool, extra: string[] = []): InProcess {
       cb();
     },
   });
-  const logger = pino({ level: settings.logLevel, base: undefined }, sink);
+  const logger = createLogger(settings.logLevel, { destination: sink });
   const service = new Service({ settings, logger, version: 'tier-test' });
   return { service, settings, logs, logged: (text) => logs.filter((l) => l.msg.includes(text)) };
 }

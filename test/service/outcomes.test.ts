@@ -15,7 +15,7 @@ describe('job outcomes through the real service with a fake qemu', () => {
   beforeAll(async () => {
     t = await tierSpool('outcomes', [], {});
     for (const m of MODES) await copyFile(await fixtureJob(t.root, m, m), path.join(t.queue, `${m}.img`));
-    svc = await runOnce(t, ['--concurrency', '4', '--timeout', '5s', '--boot-timeout', '3s', '--log-cap', '65536']);
+    svc = await runOnce(t, ['--concurrency', '4', '--timeout', '8s', '--boot-timeout', '5s', '--log-cap', '65536']);
   }, 120_000);
 
   it('every job is published exactly once, and its qemu was started once', async () => {
@@ -39,7 +39,7 @@ describe('job outcomes through the real service with a fake qemu', () => {
   });
 
   it('a job that hangs after boot times out', async () => {
-    expect(await statusOf(t, 'run-hang.img')).toMatchObject({ dir: 'failed', status: 'timeout', exitCode: null, reason: 'the job ran past its 5s limit' });
+    expect(await statusOf(t, 'run-hang.img')).toMatchObject({ dir: 'failed', status: 'timeout', exitCode: null, reason: 'the job ran past its 8s limit' });
   });
 
   it('a guest that stops without an exit status has failed, with the last console line', async () => {
@@ -58,7 +58,7 @@ describe('job outcomes through the real service with a fake qemu', () => {
 
   it('boot failures say why: initramfs, no sign of life, qemu start-up error, qemu crash', async () => {
     expect(await statusOf(t, 'initramfs-fail.img')).toMatchObject({ status: 'boot-failed', reason: 'the guest failed to boot: no-root-disk' });
-    expect(await statusOf(t, 'hang.img')).toMatchObject({ status: 'boot-failed', reason: 'no sign of life from the guest within 3s' });
+    expect(await statusOf(t, 'hang.img')).toMatchObject({ status: 'boot-failed', reason: 'no sign of life from the guest within 5s' });
     expect((await statusOf(t, 'crash.img')).reason).toMatch(/^qemu failed: fake-qemu: could not initialise the machine/);
     expect(await statusOf(t, 'segv.img')).toMatchObject({ status: 'boot-failed', reason: 'qemu crashed (SIGSEGV) before the guest started' });
   });
