@@ -112,7 +112,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   } catch (e) {
     const logs = await readFile(path.join(dir, 'log', 'slurmctld.out'), 'utf8').catch(() => '');
     await stop();
-    throw new Error(`${(e as Error).message}\nslurmctld said:\n${logs.slice(-2000)}`);
+    throw new Error(`${(e as Error).message}\nslurmctld said:\n${logs.slice(-2000)}`, { cause: e });
   }
   return {
     dir, conf, env: { SLURM_CONF: conf }, nodes,

@@ -5,7 +5,7 @@ import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { loadSettings, type Settings } from '../../src/config.js';
-import type { JobStatus } from '../../src/job/result.js';
+import type { JobStatus } from '../../src/spool/record.js';
 import { createLogger } from '../../src/log.js';
 import { Service } from '../../src/service.js';
 import { scratch } from '../helpers.js';

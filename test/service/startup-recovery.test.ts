@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isJrError } from '../../src/errors.js';
-import { vmTmpPrefix } from '../../src/job/lifecycle.js';
+import { vmTmpPrefix } from '../../src/spool/spool.js';
 import { fakeQemu } from '../lib/fake-qemu.js';
 import { fixtureJob } from '../lib/fixture-base.js';
 import { ls, makeInProcess, qemuStarts, runOnce, sleep, statusOf, tierSpool, waitFor, type TierSpool } from '../lib/tier.js';

@@ -5,7 +5,8 @@ import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { publish, sweepTemps, tempName } from '../../../src/spool/publish.js';
+import { tempName } from '../../../src/fsutil.js';
+import { publish, sweepTemps } from '../../../src/spool/publish.js';
 
 const dir = (): Promise<string> => mkdtemp(path.join(os.tmpdir(), 'jr-publish-'));
 const ls = async (d: string): Promise<string[]> => (await readdir(d)).sort();
