@@ -25,6 +25,8 @@ export interface ServiceOptions {
   logger: Logger;
   version: string;
   runAs?: RunAs;
+  /** What runs jobs, overriding --backend (tests wrap the real runners to inject faults). */
+  runner?: Runner;
 }
 
 /** The job service. `start()` then `done` resolves when it has stopped (after `stop()` or --once). */
@@ -52,7 +54,7 @@ export class Service {
     this.log = o.logger;
     this.scheduler = new Scheduler(o.settings.concurrency);
     this.accel = new AccelState(o.settings.accel);
-    this.runner = o.settings.backend === 'slurm' ? slurmRunner({ ...o.settings, baseImageDir: path.resolve(o.settings.baseImageDir) }) : undefined;
+    this.runner = o.runner ?? (o.settings.backend === 'slurm' ? slurmRunner({ ...o.settings, baseImageDir: path.resolve(o.settings.baseImageDir) }) : undefined);
   }
 
   async start(): Promise<void> {

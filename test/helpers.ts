@@ -84,12 +84,12 @@ export async function qemuProcessesFor(dir: string): Promise<number[]> {
 }
 
 /** Poll `fn` until it returns something truthy, or fail after `ms`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms: number): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 15_000, everyMs = 250): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn();
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -150,7 +150,8 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         if (lease.attempt > s.maxAttempts) {
           throw new JrError('JR_E_INFRA', `the run failed for reasons outside the job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts}); last: ${vm.requeue}`, { jobId: lease.id });
         }
-        move('requeue'); move('claim'); move('start');
+        // Back to claimed: the loop's next turn prepares the work image again and starts the run.
+        move('requeue'); move('claim');
         await writeLease(dir, lease);
         continue;
       }

@@ -5,10 +5,11 @@ import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { loadSettings, type Settings } from '../../src/config.js';
+import type { Runner } from '../../src/job/runner.js';
 import type { JobStatus } from '../../src/spool/record.js';
 import { createLogger } from '../../src/log.js';
 import { Service } from '../../src/service.js';
-import { scratch } from '../helpers.js';
+import { scratch, waitFor as pollUntil } from '../helpers.js';
 import { fakeQemu, fakeQemuCalls } from './fake-qemu.js';
 import { fixtureBase } from './fixture-base.js';
 
@@ -64,14 +65,14 @@ export interface InProcess {
 }
 
 /** The Service in this process over `t`, started (start() errors reject). Stop it or use --once. */
-export async function startInProcess(t: TierSpool, extra: string[] = []): Promise<InProcess> {
-  const svc = makeInProcess(t, extra);
+export async function startInProcess(t: TierSpool, extra: string[] = [], opts: { runner?: Runner } = {}): Promise<InProcess> {
+  const svc = makeInProcess(t, extra, opts);
   await svc.service.start();
   return svc;
 }
 
 /** The Service in this process over `t`, not yet started. */
-export function makeInProcess(t: TierSpool, extra: string[] = []): InProcess {
+export function makeInProcess(t: TierSpool, extra: string[] = [], opts: { runner?: Runner } = {}): InProcess {
   const { settings } = loadSettings(withFlags(t.args, extra), { ...t.env, HOME: t.root });
   const logs: LogLine[] = [];
   let partial = '';
@@ -84,13 +85,13 @@ export function makeInProcess(t: TierSpool, extra: string[] = []): InProcess {
     },
   });
   const logger = createLogger(settings.logLevel, { destination: sink });
-  const service = new Service({ settings, logger, version: 'tier-test' });
+  const service = new Service({ settings, logger, version: 'tier-test', runner: opts.runner });
   return { service, settings, logs, logged: (text) => logs.filter((l) => l.msg.includes(text)) };
 }
 
 /** Run the in-process service with --once to its end; returns it (logs inspectable). */
-export async function runOnce(t: TierSpool, extra: string[] = []): Promise<InProcess> {
-  const svc = await startInProcess(t, ['--once', ...extra]);
+export async function runOnce(t: TierSpool, extra: string[] = [], opts: { runner?: Runner } = {}): Promise<InProcess> {
+  const svc = await startInProcess(t, ['--once', ...extra], opts);
   await svc.service.done;
   return svc;
 }
@@ -127,13 +128,5 @@ export async function ls(dir: string): Promise<string[]> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Poll `fn` until truthy, or throw after `ms`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+/** Poll `fn` until truthy (every 100 ms), or throw after `ms`. */
+export const waitFor = <T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 15_000): Promise<T> => pollUntil(what, fn, ms, 100);
