@@ -75,8 +75,7 @@ describe.skipIf(!HAVE_BASE || !HAVE_SLURM)('--backend slurm (real Slurm on loopb
   });
   afterAll(async () => { await c?.stop(); });
 
-  // Not yet run once (written at the end of a session): enabled when seen passing.
-  it.skip('runs 6 jobs on both nodes with concurrency 4; results match the local backend', async () => {
+  it('runs 6 jobs on both nodes with concurrency 4; results match the local backend', async () => {
     const s = await newSpool('slurm-six');
     for (let i = 0; i < 6; i++) await submit(s, jobs.answer!, `job${i}.img`);
     const svc = service(s, c, ['--concurrency', '4', '--once', '--timeout', '6m']);
@@ -128,8 +127,7 @@ describe.skipIf(!HAVE_BASE || !HAVE_SLURM)('--backend slurm (real Slurm on loopb
     expect(await qemuProcessesFor(s.root)).toEqual([]);
   });
 
-  // Not yet run once (written at the end of a session): enabled when seen passing.
-  it.skip('a node killed mid-job: the job is run again on the other node, published once', async () => {
+  it('a node killed mid-job: the job is run again on the other node, published once', async () => {
     const s = await newSpool('slurm-nodefail');
     await submit(s, jobs.slow!, 'slow.img');
     const svc = service(s, c, ['--once', '--timeout', '6m']);
@@ -150,8 +148,7 @@ describe.skipIf(!HAVE_BASE || !HAVE_SLURM)('--backend slurm (real Slurm on loopb
     }
   });
 
-  // Not yet run once (written at the end of a session): enabled when seen passing.
-  it.skip('the service SIGKILLed mid-job re-attaches at restart: the Slurm job is not run twice', async () => {
+  it('the service SIGKILLed mid-job re-attaches at restart: the Slurm job is not run twice', async () => {
     const s = await newSpool('slurm-restart');
     await submit(s, jobs.slow!, 'kept.img');
     const first = service(s, c, ['--timeout', '6m']);
