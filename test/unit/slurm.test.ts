@@ -1,6 +1,10 @@
 // The Slurm adapter's pure parts: sbatch argv, squeue --json parsing, and how Slurm's ends map
 // onto ours (an end without our outcome file is never a success).
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { OUTCOME_FILE, readOutcome } from '../../src/slurm/protocol.js';
 import { parseSqueueJson, sbatchArgs, shellQuote } from '../../src/slurm/commands.js';
 import { mapSlurmEnd, slurmJobName, splitArgs } from '../../src/slurm/runner.js';
 
@@ -49,5 +53,26 @@ describe('Slurm ends without our outcome file', () => {
     expect(mapSlurmEnd(info('OUT_OF_MEMORY'), false)).toMatchObject({ kind: 'outcome', end: 'killed', reason: expect.stringContaining('out of memory') });
     expect(mapSlurmEnd(info('CANCELLED'), false)).toMatchObject({ kind: 'outcome', end: 'killed', reason: expect.stringContaining('cancelled in Slurm by someone else') });
     expect(mapSlurmEnd(info('CANCELLED'), true)).toMatchObject({ kind: 'outcome', end: 'aborted' });
+  });
+});
+
+describe('the node outcome file', () => {
+  it('is taken only when whole, of our protocol and for this job: anything else is "no outcome" (never a success)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'jr-outcome-'));
+    const good = { protocol: 1, jobId: 'j1', slurmJobId: 5, node: 'n1', host: 'h', startedAt: '', finishedAt: '', outcome: { end: 'exited', exitCode: 0 } };
+    const cases: Array<[string, string]> = [
+      ['truncated', JSON.stringify(good).slice(0, 40)],
+      ['another job', JSON.stringify({ ...good, jobId: 'j2' })],
+      ['another protocol', JSON.stringify({ ...good, protocol: 2 })],
+      ['no outcome', JSON.stringify({ ...good, outcome: null })],
+      ['not an object', '"exited"'],
+      ['empty', ''],
+    ];
+    for (const [what, text] of cases) {
+      await writeFile(path.join(dir, OUTCOME_FILE), text);
+      expect(await readOutcome(dir, 'j1'), what).toBeNull();
+    }
+    await writeFile(path.join(dir, OUTCOME_FILE), JSON.stringify(good));
+    expect((await readOutcome(dir, 'j1'))?.outcome.end).toBe('exited');
   });
 });
