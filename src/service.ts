@@ -8,12 +8,14 @@ import { transition } from './job/state.js';
 import { AccelState } from './job/vm-run.js';
 import type { Logger } from './log.js';
 import { Scheduler } from './scheduler.js';
+import { mapLimit } from './semaphore.js';
+import { prescreenClaim } from './job/prescreen.js';
 import type { RunAs } from './run-as.js';
 import { claim, dropClaim, writeLease, type Claim } from './spool/claim.js';
 import { parseSubmission } from './spool/names.js';
 import { screenClaimed } from './spool/reject.js';
 import { Spool } from './spool/spool.js';
-import { QueueWatcher, type Candidate } from './spool/watcher.js';
+import { countSubmissions, hasSubmission, QueueWatcher, type Candidate } from './spool/watcher.js';
 import { findOrphanQemu } from './vm/orphans.js';
 import { holdsFilesUnder } from './procfs.js';
 import type { Runner } from './job/runner.js';
@@ -28,6 +30,11 @@ export interface ServiceOptions {
   /** What runs jobs, overriding --backend (tests wrap the real runners to inject faults). */
   runner?: Runner;
 }
+
+// Queue entries claimed and screened at once: enough to overlap their fsyncs, few enough to bound memory.
+const INTAKE_PARALLEL = 8;
+// A batch of intake that takes longer than this logs its progress this often.
+const PROGRESS_MS = 2000;
 
 /** The job service. `start()` then `done` resolves when it has stopped (after `stop()` or --once). */
 export class Service {
@@ -47,6 +54,9 @@ export class Service {
   /** Resolves once the service has fully stopped. */
   readonly done: Promise<void> = new Promise((r) => { this.resolveDone = r; });
   private readonly claiming = new Set<string>();
+  /** What intake did since start (for the progress log). */
+  private readonly tally = { claimed: 0, rejected: 0, scheduled: 0 };
+  private lastProgress = { at: 0, claimed: 0 };
 
   constructor(private readonly o: ServiceOptions) {
     this.s = o.settings;
@@ -75,7 +85,8 @@ export class Service {
     await this.recover();
     this.watcher = new QueueWatcher({
       dir: s.queue, settleMs: s.settle, rescanMs: s.rescanInterval,
-      onReady: (c) => { void this.intake(c).catch((e: unknown) => this.log.error({ err: messageOf(e), file: c.file }, 'intake failed')); },
+      capacity: () => this.capacity(),
+      onReady: (batch) => this.intake(batch),
       onError: (e) => this.log.error({ err: messageOf(e) }, 'queue watcher error'),
       onRenamed: (from, to) => this.log.warn({ submitted: from, renamed: to }, 'renamed a queue entry whose name is not valid UTF-8'),
     });
@@ -138,7 +149,30 @@ export class Service {
     }
   }
 
-  private async intake(c: Candidate): Promise<void> {
+  /**
+   * How many more queue entries intake may claim now: each VM slot plus one claim waiting for it,
+   * so a freed slot is refilled at once. Whatever the queue holds, the scheduler then holds at most
+   * 2 x concurrency claims (+ INTAKE_PARALLEL in flight, + what recovery found); the rest stay as
+   * files in queue/ until a job ends and schedule() asks the watcher for more.
+   */
+  private capacity(): number {
+    return this.stopping ? 0 : 2 * this.s.concurrency - this.scheduler.size;
+  }
+
+  /** Claim and screen settled entries, INTAKE_PARALLEL at a time; returns those left queued for want of room. */
+  private async intake(batch: Candidate[]): Promise<Candidate[]> {
+    const left: Candidate[] = [];
+    const progress = { started: Date.now(), last: Date.now(), claimed: this.tally.claimed };
+    await mapLimit(batch, INTAKE_PARALLEL, async (c) => {
+      if (this.capacity() <= 0) { left.push(c); return; }
+      await this.intakeOne(c).catch((e: unknown) => this.log.error({ err: messageOf(e), file: c.file }, 'intake failed'));
+      this.intakeProgress(progress, false);
+    });
+    this.intakeProgress(progress, true);
+    return left;
+  }
+
+  private async intakeOne(c: Candidate): Promise<void> {
     if (this.stopping || this.claiming.has(c.file)) return;
     const sub = parseSubmission(c.file);
     if (!sub) { this.log.debug({ file: c.file }, 'ignoring a queue entry that is not *.img or *.img.xz'); return; }
@@ -147,15 +181,41 @@ export class Service {
       // Claim whatever the entry is, then look at it where the submitter can no longer swap it.
       const claimed = await claim(this.s.queue, sub, c.mtime, c.submitted);
       if (!claimed) return;
+      this.tally.claimed++;
       const rejected = await screenClaimed(this.s, claimed, this.o.version);
       if (rejected) {
+        this.tally.rejected++;
         this.log.warn({ file: c.file, status: rejected }, 'rejected a queue entry that is not a plain file');
         return;
       }
+      // Junk (empty, too big, no filesystem) is rejected here, without waiting for a VM slot.
+      const pre = await prescreenClaim(this.s, claimed, this.o.version);
+      if (pre) {
+        this.tally.rejected++;
+        this.event({ type: 'finished', id: claimed.lease.id, name: claimed.lease.name, status: 'rejected', reason: pre.reason, path: pre.file });
+        return;
+      }
+      this.tally.scheduled++;
       this.schedule(claimed);
     } finally {
       this.claiming.delete(c.file);
     }
+  }
+
+  /**
+   * A long intake says how far it got every PROGRESS_MS (claimed, rejected, scheduled since start,
+   * the rate, and how many entries are still queued), so a flood is visible while it is worked off.
+   */
+  private intakeProgress(batch: { started: number; last: number; claimed: number }, final: boolean): void {
+    const now = Date.now();
+    if (now - batch.started < PROGRESS_MS || (!final && now - batch.last < PROGRESS_MS)) return;
+    const t = { ...this.tally };
+    const perSecond = Math.round((t.claimed - batch.claimed) / Math.max((now - batch.last) / 1000, 0.001));
+    batch.last = now;
+    batch.claimed = t.claimed;
+    void countSubmissions(this.s.queue).catch(() => null).then((queued) => {
+      this.log.info({ ...t, perSecond, queued }, final ? 'intake: worked through a large batch of the queue' : 'intake: working through a large queue');
+    });
   }
 
   private schedule(c: Claim): void {
@@ -168,6 +228,9 @@ export class Service {
         });
       } catch (e) {
         this.log.error({ id: c.lease.id, err: messageOf(e) }, 'job failed inside the service (left claimed for the next start)');
+      } finally {
+        // A slot frees once the scheduler has dropped this job: then intake may claim the next one.
+        setImmediate(() => { if (!this.stopping) void this.watcher?.rescan().catch((e: unknown) => this.log.error({ err: messageOf(e) }, 'queue watcher error')); });
       }
     });
   }
@@ -186,8 +249,10 @@ export class Service {
   }
 
   private async checkOnceDone(): Promise<void> {
-    if (this.stopping || this.scheduler.size > 0 || this.claiming.size > 0 || (this.watcher?.settling ?? 0) > 0) return;
-    const left = await this.spool.queuedNames();
-    if (left.length === 0 && this.scheduler.size === 0) await this.stop('--once: the queue is empty');
+    const idle = (): boolean => !this.stopping && this.scheduler.size === 0 && this.claiming.size === 0 && !(this.watcher?.busy ?? false);
+    if (!idle()) return;
+    // A streamed look that stops at the first job: a huge queue is not listed every 500 ms.
+    const left = await hasSubmission(this.s.queue).catch(() => false);
+    if (!left && idle()) await this.stop('--once: the queue is empty');
   }
 }
