@@ -4,7 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { entryExists, fsyncPath, writeFileAtomic } from '../fsutil.js';
+import { entryExists, writeFileAtomic } from '../fsutil.js';
+import { fsyncShared } from '../fsync-shared.js';
 import { resultName, type Submission } from './names.js';
 import type { JobState } from './record.js';
 
@@ -84,8 +85,8 @@ export async function claim(queueDir: string, sub: Submission, mtime: Date, subm
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
-  await fsyncPath(queueDir);
-  await fsyncPath(path.join(queueDir, RUNNING));
+  // Shared with the claims made at the same time (a flood): one fsync per directory for all of them.
+  await Promise.all([fsyncShared(queueDir), fsyncShared(path.join(queueDir, RUNNING))]);
   return { dir, lease, input };
 }
 

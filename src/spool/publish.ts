@@ -4,7 +4,8 @@
 import { link, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { entryExists, fsyncPath, tempName } from '../fsutil.js';
-import { Semaphore } from '../semaphore.js';
+import { fsyncShared } from '../fsync-shared.js';
+import { RwLock } from '../semaphore.js';
 
 /** Temp files in done/ and failed/ are named .<anything>.tmp (fsutil.tempName); start-up removes leftovers. */
 /** Remove temp files a crashed service left in a publish directory; returns how many. */
@@ -24,78 +25,118 @@ export interface PublishFiles {
   status: (finalName: string) => object;
 }
 
-// One service publishes into a directory at a time; serialising makes name choice race-free
-// among our own concurrent jobs.
-const one = new Semaphore(1);
+// Name choice among our own concurrent publishes: link() never replaces a name, so linking
+// publishes run together (the loser of a race moves on to NAME-1); the rename fallback (place)
+// checks then renames, so it runs alone. Under a flood, publishes then no longer queue one behind
+// the other on each other's journal waits.
+const names = new RwLock();
+
+/** place() met a temp it may not link and may only rename under the exclusive lock. */
+class NeedsRename extends Error {}
 
 /**
  * Publish under NAME, or NAME-1, NAME-2… when any NAME.* exists already. Returns the final name.
  * Temps are consumed (unlinked) on success and left for the caller to remove on failure;
  * on failure no final name of this result is left behind.
  */
-export function publish(dir: string, name: string, files: PublishFiles): Promise<string> {
-  return one.run(() => publishNow(dir, name, files));
+export async function publish(dir: string, name: string, files: PublishFiles): Promise<string> {
+  // What can be made durable before any final name exists is, outside the serialised part (the
+  // temps, and NAME.json under the name that is free now): concurrent publishers' fsyncs then
+  // share journal commits instead of queueing one behind the other.
+  await Promise.all(Object.values(files.temps).map(syncTemp));
+  const exts = [...Object.keys(files.temps), 'json'];
+  let i = 0;
+  while (!(await isFree(dir, nameAt(name, i), exts))) i++;
+  let status = await writeStatus(dir, nameAt(name, i), files);
+  try {
+    const pick = (mayRename: boolean) => async (): Promise<string> => {
+      for (; ; i++) {
+        const finalName = nameAt(name, i);
+        if (!(await isFree(dir, finalName, exts))) continue;
+        // Taken meanwhile (rare): NAME.json names the result, so it is written again for this name.
+        if (status.name !== finalName) {
+          await unlink(status.tmp).catch(() => undefined);
+          status = await writeStatus(dir, finalName, files);
+        }
+        // Someone else may take the name between the check and the link: link fails (EEXIST) rather
+        // than overwrite, and we move on to the next name.
+        if (await publishAs(dir, finalName, files, status.tmp, mayRename)) return finalName;
+      }
+    };
+    const finalName = await names.read(pick(false)).catch((e: unknown) => {
+      if (!(e instanceof NeedsRename)) throw e;
+      return names.write(pick(true));
+    });
+    for (const tmp of Object.values(files.temps)) await unlink(tmp).catch(() => undefined);
+    await fsyncShared(dir);
+    return finalName;
+  } finally {
+    await unlink(status.tmp).catch(() => undefined);
+  }
 }
 
-async function publishNow(dir: string, name: string, files: PublishFiles): Promise<string> {
-  const exts = [...Object.keys(files.temps), 'json'];
-  for (let i = 0; ; i++) {
-    const finalName = i === 0 ? name : `${name}-${i}`;
-    const taken = await Promise.all(exts.map((e) => entryExists(path.join(dir, `${finalName}.${e}`))));
-    if (taken.some(Boolean)) continue;
-    // Someone else may take the name between the check and the link: link fails (EEXIST) rather
-    // than overwrite, and we move on to the next name.
-    if (await publishAs(dir, finalName, files)) return finalName;
+const nameAt = (name: string, i: number): string => (i === 0 ? name : `${name}-${i}`);
+
+async function isFree(dir: string, finalName: string, exts: string[]): Promise<boolean> {
+  const taken = await Promise.all(exts.map((e) => entryExists(path.join(dir, `${finalName}.${e}`))));
+  return !taken.some(Boolean);
+}
+
+/** A submitted input moved in as evidence may be unreadable to us (not root): we wrote none of its
+ *  data, so there is nothing of ours to flush; the directory fsync covers its name. */
+async function syncTemp(tmp: string): Promise<void> {
+  await fsyncPath(tmp).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EACCES') throw e; });
+}
+
+/** NAME.json's content under a temp name, fsynced: linked last, its presence means complete. */
+async function writeStatus(dir: string, finalName: string, files: PublishFiles): Promise<{ name: string; tmp: string }> {
+  const tmp = tempName(dir, `${finalName}.json`);
+  try {
+    await writeFile(tmp, JSON.stringify(files.status(finalName), null, 2) + '\n', { mode: 0o644 });
+    await fsyncPath(tmp);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
   }
+  return { name: finalName, tmp };
 }
 
 /**
  * Give `tmp` the name `final` without ever replacing a file: link (true). Under protected_hardlinks
  * a file we do not own (a submitted input, service not root) cannot be linked: it is renamed
- * after checking the name is free (our publishes are serialised) and false is returned.
+ * after checking the name is free (such renames run alone: the exclusive lock) and false is returned.
  */
-async function place(tmp: string, final: string): Promise<boolean> {
+async function place(tmp: string, final: string, mayRename: boolean): Promise<boolean> {
   try {
     await link(tmp, final);
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+    if (!mayRename) throw new NeedsRename(`${tmp} cannot be linked`);
     if (await entryExists(final)) throw Object.assign(new Error(`EEXIST: ${final} exists`), { code: 'EEXIST' });
     await rename(tmp, final);
     return false;
   }
 }
 
-/** Link every temp to its final name, NAME.json last; false when a name was taken meanwhile. */
-async function publishAs(dir: string, finalName: string, files: PublishFiles): Promise<boolean> {
+/** Link every temp (already durable) to its final name, NAME.json last; false when a name was taken meanwhile. */
+async function publishAs(dir: string, finalName: string, files: PublishFiles, jsonTmp: string, mayRename: boolean): Promise<boolean> {
   // A failure part-way (disk full) must not leave a result without its NAME.json: every final
   // name made so far is removed again, so the name stays free and nothing partial is visible.
   const made: string[] = [];
   const moved: Array<[string, string]> = [];
   try {
     for (const [ext, tmp] of Object.entries(files.temps)) {
-      // A submitted input moved in as evidence may be unreadable to us (not root): we wrote none
-      // of its data, so there is nothing of ours to flush; the directory fsync covers its name.
-      await fsyncPath(tmp).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EACCES') throw e; });
       const final = path.join(dir, `${finalName}.${ext}`);
-      if (await place(tmp, final)) made.push(final);
+      if (await place(tmp, final, mayRename)) made.push(final);
       else moved.push([final, tmp]);
     }
-    const jsonTmp = tempName(dir, `${finalName}.json`);
-    try {
-      await writeFile(jsonTmp, JSON.stringify(files.status(finalName), null, 2) + '\n', { mode: 0o644 });
-      await fsyncPath(jsonTmp);
-      await link(jsonTmp, path.join(dir, `${finalName}.json`));
-    } finally {
-      await unlink(jsonTmp).catch(() => undefined);
-    }
+    await link(jsonTmp, path.join(dir, `${finalName}.json`));
   } catch (e) {
     for (const f of made) await unlink(f).catch(() => undefined);
     for (const [final, tmp] of moved) await rename(final, tmp); // the caller still owns it
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw e;
   }
-  for (const tmp of Object.values(files.temps)) await unlink(tmp).catch(() => undefined);
-  await fsyncPath(dir);
   return true;
 }
