@@ -33,8 +33,10 @@ export interface ServiceOptions {
 
 // Queue entries claimed and screened at once: enough to overlap their fsyncs, few enough to bound memory.
 const INTAKE_PARALLEL = 8;
-// A batch of intake that takes longer than this logs its progress this often.
+// A batch of intake that takes longer than this logs its progress this often; one of at least
+// LARGE_BATCH entries logs a summary at its end however fast it went.
 const PROGRESS_MS = 2000;
+const LARGE_BATCH = 1000;
 
 /** The job service. `start()` then `done` resolves when it has stopped (after `stop()` or --once). */
 export class Service {
@@ -110,6 +112,7 @@ export class Service {
       await idle;
     }
     if (this.locked) await this.spool.unlock();
+    this.log.info({ ...this.tally, ...this.watcher?.stats }, 'intake since start'); // (house-intake) bench/intake reads it
     this.log.info('stopped');
     this.resolveDone();
   }
@@ -162,7 +165,7 @@ export class Service {
   /** Claim and screen settled entries, INTAKE_PARALLEL at a time; returns those left queued for want of room. */
   private async intake(batch: Candidate[]): Promise<Candidate[]> {
     const left: Candidate[] = [];
-    const progress = { started: Date.now(), last: Date.now(), claimed: this.tally.claimed };
+    const progress = { size: batch.length, started: Date.now(), last: Date.now(), claimed: this.tally.claimed };
     await mapLimit(batch, INTAKE_PARALLEL, async (c) => {
       if (this.capacity() <= 0) { left.push(c); return; }
       await this.intakeOne(c).catch((e: unknown) => this.log.error({ err: messageOf(e), file: c.file }, 'intake failed'));
@@ -203,12 +206,13 @@ export class Service {
   }
 
   /**
-   * A long intake says how far it got every PROGRESS_MS (claimed, rejected, scheduled since start,
+   * A long or large intake says how far it got every PROGRESS_MS (claimed, rejected, scheduled since start,
    * the rate, and how many entries are still queued), so a flood is visible while it is worked off.
    */
-  private intakeProgress(batch: { started: number; last: number; claimed: number }, final: boolean): void {
+  private intakeProgress(batch: { size: number; started: number; last: number; claimed: number }, final: boolean): void {
     const now = Date.now();
-    if (now - batch.started < PROGRESS_MS || (!final && now - batch.last < PROGRESS_MS)) return;
+    const large = batch.size >= LARGE_BATCH || now - batch.started >= PROGRESS_MS;
+    if (!large || (!final && now - batch.last < PROGRESS_MS)) return;
     const t = { ...this.tally };
     const perSecond = Math.round((t.claimed - batch.claimed) / Math.max((now - batch.last) / 1000, 0.001));
     batch.last = now;
