@@ -50,9 +50,10 @@ export async function publish(dir: string, name: string, files: PublishFiles): P
   let status = await writeStatus(dir, nameAt(name, i), files);
   try {
     const pick = (mayRename: boolean) => async (): Promise<string> => {
-      for (; ; i++) {
+      for (let first = true; ; i++, first = false) {
         const finalName = nameAt(name, i);
-        if (!(await isFree(dir, finalName, exts))) continue;
+        // The guess was checked a moment ago, and link() refuses a taken name anyway.
+        if (!(first && !mayRename) && !(await isFree(dir, finalName, exts))) continue;
         // Taken meanwhile (rare): NAME.json names the result, so it is written again for this name.
         if (status.name !== finalName) {
           await unlink(status.tmp).catch(() => undefined);
