@@ -9,6 +9,7 @@ import { AccelState } from './job/vm-run.js';
 import type { Logger } from './log.js';
 import { Scheduler } from './scheduler.js';
 import { mapLimit } from './semaphore.js';
+import { barrierStats } from './fsync-shared.js';
 import { prescreenClaim } from './job/prescreen.js';
 import type { RunAs } from './run-as.js';
 import { claim, dropClaim, writeLease, type Claim } from './spool/claim.js';
@@ -31,8 +32,10 @@ export interface ServiceOptions {
   runner?: Runner;
 }
 
-// Queue entries claimed and screened at once: enough to overlap their fsyncs, few enough to bound memory.
-const INTAKE_PARALLEL = 8;
+// Queue entries claimed and screened at once: each waits at a few durability barriers (one syncfs
+// shared by all in flight: fsync-shared.ts), so the more in flight, the fewer syncfs per file; a
+// few hundred small claims bound memory (a claim in flight is a lease object and a few paths).
+const INTAKE_PARALLEL = 256;
 // A batch of intake that takes longer than this logs its progress this often; one of at least
 // LARGE_BATCH entries logs a summary at its end however fast it went.
 const PROGRESS_MS = 2000;
@@ -112,7 +115,7 @@ export class Service {
       await idle;
     }
     if (this.locked) await this.spool.unlock();
-    this.log.info({ ...this.tally, ...this.watcher?.stats }, 'intake since start'); // (house-intake) bench/intake reads it
+    this.log.info({ ...this.tally, ...this.watcher?.stats, barriers: barrierStats.syncs }, 'intake since start'); // (house-intake) bench/intake reads it
     this.log.info('stopped');
     this.resolveDone();
   }

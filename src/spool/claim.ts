@@ -2,10 +2,10 @@
 // by the service; the lease beside it records who runs it and how often it was tried. Start-up
 // recovery turns stale claims (a crashed service) back into runnable jobs.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { entryExists, writeFileAtomic } from '../fsutil.js';
-import { fsyncShared } from '../fsync-shared.js';
+import { syncShared } from '../fsync-shared.js';
 import { resultName, type Submission } from './names.js';
 import type { JobState } from './record.js';
 
@@ -78,15 +78,21 @@ export async function claim(queueDir: string, sub: Submission, mtime: Date, subm
   };
   const input = path.join(dir, inputName(sub.compressed));
   try {
-    await writeLease(dir, lease); // may fail (disk full): then no claim directory may stay behind
+    // A fresh, private directory: nothing reads the lease before the barrier below, and after a
+    // crash a torn lease without an input beside it is an incomplete claim that recovery removes.
+    // may fail (disk full): then no claim directory may stay behind
+    await writeFile(claimPaths(dir).lease, JSON.stringify(lease, null, 2) + '\n', { mode: 0o644 });
+    // The lease must be on disk before the input can be found beside it (recovery drops a claim
+    // whose lease it cannot read). One syncfs shared with every claim in flight (fsync-shared.ts).
+    await syncShared(queueDir);
     await rename(path.join(queueDir, sub.file), input);
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
-  // Shared with the claims made at the same time (a flood): one fsync per directory for all of them.
-  await Promise.all([fsyncShared(queueDir), fsyncShared(path.join(queueDir, RUNNING))]);
+  // The move is durable before anyone acts on the claim (shared the same way).
+  await syncShared(queueDir);
   return { dir, lease, input };
 }
 
@@ -122,5 +128,12 @@ export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
 
 /** Remove an empty or finished claim directory. */
 export async function dropClaim(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
+  // (house-intake) The files a claim can hold are known: unlink them and the directory (a flood
+  // drops thousands of claims; rm -r would lstat and list each first). Anything else: rm -r.
+  const { lease, work, log } = claimPaths(dir);
+  const known = [lease, work, log, path.join(dir, inputName(false)), path.join(dir, inputName(true))];
+  const odd = (e: NodeJS.ErrnoException): boolean => e.code !== 'ENOENT';
+  const failed = await Promise.all(known.map((f) => unlink(f).then(() => false, odd)));
+  const gone = !failed.some(Boolean) && (await rmdir(dir).then(() => true, (e: NodeJS.ErrnoException) => !odd(e)));
+  if (!gone) await rm(dir, { recursive: true, force: true });
 }

@@ -1,10 +1,11 @@
 // Results are published like mail: each file is written under a temp name in the target
-// directory, fsynced, then linked to its final name (link fails instead of overwriting), and the
-// directory is fsynced. NAME.json goes last: its presence means the result is complete.
+// directory, made durable, then linked to its final name (link fails instead of overwriting), and
+// the names are made durable (each a syncfs barrier shared with concurrent publishes and claims:
+// fsync-shared.ts). NAME.json goes last: its presence means the result is complete.
 import { link, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { entryExists, fsyncPath, tempName } from '../fsutil.js';
-import { fsyncShared } from '../fsync-shared.js';
+import { entryExists, tempName } from '../fsutil.js';
+import { syncShared } from '../fsync-shared.js';
 import { RwLock } from '../semaphore.js';
 
 /** Temp files in done/ and failed/ are named .<anything>.tmp (fsutil.tempName); start-up removes leftovers. */
@@ -41,13 +42,13 @@ class NeedsRename extends Error {}
  */
 export async function publish(dir: string, name: string, files: PublishFiles): Promise<string> {
   // What can be made durable before any final name exists is, outside the serialised part (the
-  // temps, and NAME.json under the name that is free now): concurrent publishers' fsyncs then
-  // share journal commits instead of queueing one behind the other.
-  await Promise.all(Object.values(files.temps).map(syncTemp));
+  // temps, and NAME.json under the name that is free now), by one barrier (a syncfs shared with
+  // every publish and claim in flight: fsync-shared.ts) instead of an fsync per file.
   const exts = [...Object.keys(files.temps), 'json'];
   let i = 0;
   while (!(await isFree(dir, nameAt(name, i), exts))) i++;
   let status = await writeStatus(dir, nameAt(name, i), files);
+  await syncShared(dir);
   try {
     const pick = (mayRename: boolean) => async (): Promise<string> => {
       for (let first = true; ; i++, first = false) {
@@ -58,6 +59,7 @@ export async function publish(dir: string, name: string, files: PublishFiles): P
         if (status.name !== finalName) {
           await unlink(status.tmp).catch(() => undefined);
           status = await writeStatus(dir, finalName, files);
+          await syncShared(dir); // its content is durable before its name can appear
         }
         // Someone else may take the name between the check and the link: link fails (EEXIST) rather
         // than overwrite, and we move on to the next name.
@@ -69,7 +71,8 @@ export async function publish(dir: string, name: string, files: PublishFiles): P
       return names.write(pick(true));
     });
     for (const tmp of Object.values(files.temps)) await unlink(tmp).catch(() => undefined);
-    await fsyncShared(dir);
+    // The final names are durable before the caller drops the claim.
+    await syncShared(dir);
     return finalName;
   } finally {
     await unlink(status.tmp).catch(() => undefined);
@@ -83,18 +86,11 @@ async function isFree(dir: string, finalName: string, exts: string[]): Promise<b
   return !taken.some(Boolean);
 }
 
-/** A submitted input moved in as evidence may be unreadable to us (not root): we wrote none of its
- *  data, so there is nothing of ours to flush; the directory fsync covers its name. */
-async function syncTemp(tmp: string): Promise<void> {
-  await fsyncPath(tmp).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EACCES') throw e; });
-}
-
-/** NAME.json's content under a temp name, fsynced: linked last, its presence means complete. */
+/** NAME.json's content under a temp name (the caller makes it durable): linked last, its presence means complete. */
 async function writeStatus(dir: string, finalName: string, files: PublishFiles): Promise<{ name: string; tmp: string }> {
   const tmp = tempName(dir, `${finalName}.json`);
   try {
     await writeFile(tmp, JSON.stringify(files.status(finalName), null, 2) + '\n', { mode: 0o644 });
-    await fsyncPath(tmp);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
     throw e;

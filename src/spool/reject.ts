@@ -29,7 +29,11 @@ const one = new Semaphore(1);
  * Screen the claimed input (lstat only). Fine: null. Otherwise publish the rejection, dispose of
  * the entry without reading it, drop the claim and return the status file path.
  */
-export function screenClaimed(s: Settings, c: Claim, version: string): Promise<string | null> {
+export async function screenClaimed(s: Settings, c: Claim, version: string): Promise<string | null> {
+  // (house-intake) Fast path, unserialised: a plain single-link file stays one (only we hold names
+  // in the claim directory), so a flood of plain files does not pass this check one at a time.
+  const first = await lstat(c.input).catch(() => null);
+  if (!first || !entryProblem(first)) return null;
   return one.run(async () => {
     const st = await lstat(c.input).catch(() => null);
     if (!st) return null;
