@@ -8,7 +8,7 @@
 // on the full queue summarises it. Time limits are generous for a loaded 2-core machine; the
 // speed goal is bench/intake's.
 import { spawn } from 'node:child_process';
-import { mkdir, open, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { jobrunner, REPO, scratch } from '../helpers.js';
@@ -138,6 +138,7 @@ describe('intake under a flood (no VM: empty images are rejected before boot)', 
     const names = await rejections(root);
     expect(names.size).toBe(n);
     for (const i of [0, n >> 1, n - 1]) expect(names.has(`flood${i}`)).toBe(true);
+    await rm(root, { recursive: true, force: true }); // 30,000 files; kept only when the test fails
   });
 
   it('50,000 queued empty images: stopped part-way, each is still queued or rejected with its status file; bounded memory', { timeout: 900_000 }, async () => {
@@ -159,5 +160,6 @@ describe('intake under a flood (no VM: empty images are rejected before boot)', 
     expect(rejected.size).toBeGreaterThan(0);
     for (const name of rejected) expect(queued.has(name), `${name} both queued and rejected`).toBe(false);
     expect(rejected.size + queued.size, 'every file is still queued or rejected').toBe(n);
+    await rm(root, { recursive: true, force: true }); // 50,000+ files; kept only when the test fails
   });
 });
