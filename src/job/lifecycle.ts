@@ -21,6 +21,7 @@ import { handOver, type RunAs } from '../run-as.js';
 import { vmRunner, type Runner } from './runner.js';
 import { checkInputFile, checkJobImage } from './validate.js';
 import type { AccelState, VmRunOutcome } from './vm-run.js';
+import { loadJobManifest, settingsFor } from '../deps/job.js';
 
 export type JobEvent =
   | { type: 'started'; id: string; name: string; attempt: number }
@@ -119,6 +120,9 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         else { await checkJobImage(input, s.maxImageSize); await copySparse(input, paths.work); }
         await checkJobImage(paths.work, s.maxImageSize);
       });
+      // deps (issue 11): the job's jobrunner.json, checked before boot (a bad one rejects the job).
+      const manifest = await step('manifest', () => loadJobManifest(paths.work, s));
+      const vmSettings = settingsFor(s, manifest);
       facts.base = await step('base-image', async () => {
         try {
           return await loadBaseImage(s.baseImageDir, lease.base ?? s.baseImage);
@@ -137,7 +141,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       await handOver(deps.runAs, [paths.work, vmTmp]);
       const chosen = facts.base;
       const vm = await step('run', () => runner.run({
-        image: paths.work, base: chosen, settings: s, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
+        image: paths.work, base: chosen, settings: vmSettings, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
         job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
           onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },
