@@ -21,7 +21,7 @@ import { handOver, type RunAs } from '../run-as.js';
 import { vmRunner, type Runner } from './runner.js';
 import { checkInputFile, checkJobImage } from './validate.js';
 import type { AccelState, VmRunOutcome } from './vm-run.js';
-import { loadJobManifest, settingsFor } from '../deps/job.js';
+import { loadJobManifest, prepareDeps, settingsFor } from './deps.js';
 
 export type JobEvent =
   | { type: 'started'; id: string; name: string; attempt: number }
@@ -132,6 +132,10 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
           throw e;
         }
       });
+      // deps (issue 11): resolve + fetch on the host, install in a VM into a cached derived layer.
+      const base = facts.base;
+      const prepared = await step('deps', () => prepareDeps(manifest, base, { settings: s, accel: deps.accel, runAs: deps.runAs, signal: deps.signal }));
+      facts.deps = prepared?.record ?? null;
       if (deps.signal.aborted) return await requeue('shutdown before the VM started');
       move('start');
       await writeLease(dir, lease);
@@ -141,7 +145,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       await handOver(deps.runAs, [paths.work, vmTmp]);
       const chosen = facts.base;
       const vm = await step('run', () => runner.run({
-        image: paths.work, base: chosen, settings: vmSettings, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
+        image: paths.work, base: chosen, settings: vmSettings, rootLayers: prepared?.rootLayers, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
         job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
           onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },

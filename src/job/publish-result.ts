@@ -14,6 +14,7 @@ import { compressFile } from '../xz/compress.js';
 import { verifyWritten } from '../xz/verify.js';
 import { statusRecord, type FinalStatus, type JobStatus } from '../spool/record.js';
 import type { RunOutcome } from './runner.js';
+import type { DepsRecord } from '../spool/record.js';
 
 export interface Verdict { status: FinalStatus; exitCode: number | null; reason: string; publishWork: boolean }
 
@@ -22,6 +23,8 @@ export interface RunFacts {
   input: { bytes: number | null; sha256: string | null };
   base: BaseImage | null;
   vm: RunOutcome | null;
+  /** deps (issue 11): packages resolved and the derived layer the job booted on. */
+  deps?: DepsRecord | null;
 }
 
 export interface PublishContext {
@@ -87,6 +90,7 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
         accel: vm?.accel ?? null,
         console: vm ? { bytes: vm.consoleBytes, truncated: vm.consoleTruncated, lastLine: vm.lastLine } : null,
         runner: vm?.runner,
+        deps: facts.deps ?? null,
       }, finishedAt),
     }));
     published = true;
