@@ -123,6 +123,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       // deps (issue 11): the job's jobrunner.json, checked before boot (a bad one rejects the job).
       const manifest = await step('manifest', () => loadJobManifest(paths.work, s));
       const vmSettings = settingsFor(s, manifest);
+      facts.publish = manifest.publish;
       facts.base = await step('base-image', async () => {
         try {
           return await loadBaseImage(s.baseImageDir, lease.base ?? s.baseImage);

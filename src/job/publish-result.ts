@@ -15,6 +15,7 @@ import { verifyWritten } from '../xz/verify.js';
 import { statusRecord, type FinalStatus, type JobStatus } from '../spool/record.js';
 import type { RunOutcome } from './runner.js';
 import type { DepsRecord } from '../spool/record.js';
+import { packOutput } from '../deps/publish-output.js';
 
 export interface Verdict { status: FinalStatus; exitCode: number | null; reason: string; publishWork: boolean }
 
@@ -25,6 +26,8 @@ export interface RunFacts {
   vm: RunOutcome | null;
   /** deps (issue 11): packages resolved and the derived layer the job booted on. */
   deps?: DepsRecord | null;
+  /** deps (issue 11): the manifest's "publish" ('output': NAME.output.tar.xz instead of the image). */
+  publish?: 'image' | 'output';
 }
 
 export interface PublishContext {
@@ -46,7 +49,13 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
   let published = false;
   let stage = 'compress';
   try {
-    if (verdict.publishWork) {
+    if (verdict.publishWork && verdict.status === 'succeeded' && facts.publish === 'output') {
+      // deps (issue 11): the manifest asked for /job/output only (a failed job keeps its image as evidence).
+      const tmpTar = tempName(target, `${lease.name}.output.tar.xz`);
+      temps['output.tar.xz'] = tmpTar;
+      const o = await step('pack-output', () => packOutput(claimPaths(claim.dir).work, tmpTar));
+      output = { bytes: o.bytes, sha256: o.sha256, preset: 1 };
+    } else if (verdict.publishWork) {
       const tmpXz = tempName(target, `${lease.name}.img.xz`);
       temps['img.xz'] = tmpXz;
       const c = await step('compress', () => compressFile(claimPaths(claim.dir).work, tmpXz, { preset: ctx.preset }));
