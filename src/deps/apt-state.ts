@@ -7,7 +7,7 @@
 import { chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BaseImage } from '../image/base.js';
-import { dumpTree, existsInImage } from '../image/ext.js';
+import { extractTree, imageHas, openImage } from '../image/extract-tree.js';
 import { JrError } from '../errors.js';
 import { run, type RunResult } from '../proc.js';
 import { withLock } from './lock.js';
@@ -72,10 +72,16 @@ async function populate(dir: string, base: BaseImage): Promise<void> {
   const tmp = `${dir}.new`;
   await rm(tmp, { recursive: true, force: true });
   for (const d of ['etc/apt.conf.d', 'state/lists/partial', 'cache/archives/partial', 'log']) await mkdir(path.join(tmp, d), { recursive: true });
-  for (const p of ['/etc/apt/sources.list', '/etc/apt/sources.list.d', '/etc/apt/trusted.gpg', '/etc/apt/trusted.gpg.d', '/etc/apt/preferences.d']) {
-    if (await existsInImage(base.root, p)) await dumpTree(base.root, p, path.join(tmp, 'etc'));
+  // One confined debugfs session for all the reads (src/image/extract-tree.ts).
+  const img = await openImage(base.root);
+  try {
+    for (const p of ['/etc/apt/sources.list', '/etc/apt/sources.list.d', '/etc/apt/trusted.gpg', '/etc/apt/trusted.gpg.d', '/etc/apt/preferences.d']) {
+      if (await imageHas(img, p)) await extractTree(img, p, path.join(tmp, 'etc'));
+    }
+    await extractTree(img, '/var/lib/dpkg/status', tmp);
+  } finally {
+    await img.close();
   }
-  await dumpTree(base.root, '/var/lib/dpkg/status', tmp);
   // apt fetches as _apt when it can: let it write its partial dirs (no-op when the user is missing).
   const uid = await aptUid();
   if (uid >= 0) for (const d of ['state/lists/partial', 'cache/archives/partial']) await chown(path.join(tmp, d), uid, 0).catch(() => undefined);

@@ -31,7 +31,7 @@ export function relationError(rel: string): string | null {
   const alts = rel.split('|');
   for (const raw of alts) {
     const alt = raw.trim();
-    const m = /^([^\s:(\[<]+)(?::([a-z0-9-]+))?\s*(?:\(\s*([<=>]+)\s*([^\s)]+)\s*\))?\s*(?:\[([^\]]*)\])?\s*((?:<[^>]*>\s*)*)$/.exec(alt);
+    const m = /^([^\s:([<]+)(?::([a-z0-9-]+))?\s*(?:\(\s*([<=>]+)\s*([^\s)]+)\s*\))?\s*(?:\[([^\]]*)\])?\s*((?:<[^>]*>\s*)*)$/.exec(alt);
     if (!m) return `'${alt}' is not of the form name[:arch] [(op version)] [[archs]] [<profiles>]`;
     const [, name, , op, version, archs, profiles] = m;
     if (!PACKAGE_NAME.test(name!)) return `'${name}' is not a Debian package name (policy 5.6.1: a-z 0-9 + - ., two or more, starting alphanumeric)`;

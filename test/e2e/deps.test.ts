@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { JobStatus } from '../../src/job/result.js';
+import type { JobStatus } from '../../src/spool/record.js';
 import { HAVE_BASE, REPO, jobTree, jobrunner, runProc, scratch } from '../helpers.js';
 
 let root = '';
