@@ -7,6 +7,9 @@ import { JrError, isJrError } from '../errors.js';
 import { loadBaseImage } from '../image/base.js';
 import { checkJobImage } from '../job/validate.js';
 import { loadJobManifest, prepareDeps, settingsFor } from '../job/deps.js';
+import { runRecord } from '../job/run-record.js';
+import { digestFile } from '../image/meta.js';
+import { writeFileAtomic } from '../fsutil.js';
 import { AccelState, runJobVm } from '../job/vm-run.js';
 import { EXIT, exitCodeFor } from '../job/exit-codes.js';
 import { handOver, resolveRunAs } from '../run-as.js';
@@ -31,6 +34,7 @@ Options:
   --base NAME                 alias of --base-image
   --log FILE                  also keep the console log in FILE
   --quiet                     do not stream the console; print only the summary
+  --status FILE               write the run's status record (the service's NAME.json format) to FILE
 ${settingsHelp(KEYS)}
   -h, --help                  this help
 
@@ -47,12 +51,14 @@ Exit status:
 /** Entry point of `jobrunner run`; returns the process exit code. */
 export async function runMainCmd(argv: string[]): Promise<number> {
   const { values, rest } = parseOwnArgs(argv, {
-    help: { type: 'boolean', short: 'h' }, base: { type: 'string' }, log: { type: 'string' }, quiet: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' }, base: { type: 'string' }, log: { type: 'string' }, quiet: { type: 'boolean' }, status: { type: 'string' },
   });
   if (values.help) { process.stdout.write(RUN_HELP); return 0; }
   const logPath = values.log ?? null;
   if (logPath === '') throw new JrError('JR_E_USAGE', 'Expected --log to be followed by a file name');
   const quiet = values.quiet === true;
+  const statusPath = values.status === undefined ? null : path.resolve(values.status);
+  if (values.status === '') throw new JrError('JR_E_USAGE', 'Expected --status to be followed by a file name');
   // --base is an alias of the setting --base-image.
   if (values.base !== undefined) rest.unshift(`--base-image=${values.base}`);
   const { settings, rest: words } = loadSettings(rest, process.env, KEYS);
@@ -93,12 +99,15 @@ export async function runMainCmd(argv: string[]): Promise<number> {
   // qemu as the unprivileged user writes IMAGE in place: lend it the file, give it back after.
   const owner = await stat(image);
   try {
+    const startedAt = new Date().toISOString();
+    const input = statusPath ? await digestFile(image) : { bytes: null, sha256: null };
     await handOver(runAs, [image, tmpDir]);
     const out = await runJobVm({
       image, base, settings: settingsFor(settings, manifest), rootLayers: deps?.rootLayers, logPath, tmpDir, runAs, signal: abort.signal,
       onConsole: quiet ? undefined : (chunk) => { process.stdout.write(chunk); },
     }, accel);
     const code = exitCodeFor(out.end, out.exitCode);
+    if (statusPath) await writeFileAtomic(statusPath, `${JSON.stringify(runRecord({ image, startedAt, input, base, vm: out, deps: deps?.record ?? null }), null, 2)}\n`);
     const boot = out.bootMs === null ? 'never booted' : `boot ${formatDuration(out.bootMs)}`;
     process.stderr.write(`jobrunner run: ${out.reason} (${boot}, total ${formatDuration(out.totalMs)}, ${out.accel}` +
       `${out.consoleTruncated ? ', console log truncated' : ''}); exit ${code}\n`);

@@ -87,6 +87,21 @@ describe.skipIf(!HAVE_BASE)('declared packages through the service (real qemu, D
       expect(st.deps!.layer!.sha256).toBe(layerSha);
     });
 
+    it('jobrunner run honours the manifest too and writes the service\'s status record (--status)', async () => {
+      await job('fg', 'set -e; command -v dwz', DWZ);
+      const img = path.join(root, 'queue', 'fg.img');
+      const rec = path.join(root, 'fg.json');
+      const r = await jobrunner(['run', img, '--quiet', '--status', rec, '--deps-cache', cache, '--timeout', '10m', '--boot-timeout', '5m'],
+        { env: { ...process.env, JOBRUNNER_CONFIG: path.join(root, 'c.json') }, timeoutMs: 900_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/packages: 1 resolved, layer [0-9a-f]{12} \(cached\)/);
+      const st = JSON.parse(await readFile(rec, 'utf8')) as JobStatus;
+      expect(st).toMatchObject({ name: 'fg', status: 'succeeded', exitCode: 0, submitted: 'fg.img', attempt: 1, runner: { backend: 'local' } });
+      expect(st.deps).toMatchObject({ cacheHit: true, layer: { sha256: layerSha } });
+      expect(st.input.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(st.durations.boot).toBeGreaterThan(0);
+    }, 900_000);
+
     it('a job that writes everywhere on its root leaves the cached layer unchanged', async () => {
       const st = await status('done', 'vandal');
       expect(st.status, st.reason).toBe('succeeded');
