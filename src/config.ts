@@ -68,6 +68,14 @@ const schema = {
   slurmAccount: { doc: 'Slurm account for job VMs ("" = none)', format: String, default: '', env: 'JOBRUNNER_SLURM_ACCOUNT', arg: 'slurm-account' },
   slurmArgs: { doc: 'Extra sbatch options, whitespace-separated (e.g. "--qos=build --constraint=fast")', format: String, default: '', env: 'JOBRUNNER_SLURM_ARGS', arg: 'slurm-args' },
   slurmPoll: { doc: 'How often the Slurm backend polls squeue and the outcome files', format: 'duration', default: '500ms', env: 'JOBRUNNER_SLURM_POLL', arg: 'slurm-poll' },
+  // --- deps (issue 11): caps on what a job manifest (jobrunner.json) may ask for, and the deps cache.
+  maxMemory: { doc: 'Most guest memory a job manifest may ask for', format: 'size', default: '4G', env: 'JOBRUNNER_MAX_MEMORY', arg: 'max-memory' },
+  maxCpus: { doc: 'Most guest vCPUs a job manifest may ask for', format: 'positive-int', default: 4, env: 'JOBRUNNER_MAX_CPUS', arg: 'max-cpus' },
+  maxTimeout: { doc: 'Longest timeout a job manifest may ask for', format: 'duration', default: '6h', env: 'JOBRUNNER_MAX_TIMEOUT', arg: 'max-timeout' },
+  maxDisk: { doc: 'Most job-disk free space a job manifest may ask for', format: 'size', default: '32G', env: 'JOBRUNNER_MAX_DISK', arg: 'max-disk' },
+  depsCache: { doc: 'Cache of fetched .debs and derived base layers ("" = <base-image-dir>/../deps-cache)', format: String, default: '', env: 'JOBRUNNER_DEPS_CACHE', arg: 'deps-cache' },
+  depsCacheSize: { doc: 'Bound on the deps cache; least recently used layers and .debs go first', format: 'size', default: '20G', env: 'JOBRUNNER_DEPS_CACHE_SIZE', arg: 'deps-cache-size' },
+  // --- end deps
   logLevel: { doc: 'Log level: fatal, error, warn, info, debug, trace', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', env: 'JOBRUNNER_LOG_LEVEL', arg: 'log-level' },
 };
 
@@ -79,6 +87,8 @@ export type Settings = {
   logCap: number; compressPreset: number; maxImageSize: number; maxAttempts: number; settle: number; rescanInterval: number;
   once: boolean; qemu: string; runAs: string; sandbox: boolean; logLevel: string;
   backend: 'local' | 'slurm'; slurmPartition: string; slurmAccount: string; slurmArgs: string; slurmPoll: number;
+  // deps (issue 11)
+  maxMemory: number; maxCpus: number; maxTimeout: number; maxDisk: number; depsCache: string; depsCacheSize: number;
 };
 export type SettingKey = keyof Settings;
 
@@ -140,7 +150,8 @@ export function loadSettings(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
   const settings = conf.getProperties() as unknown as Settings;
   if (!settings.baseImageDir) settings.baseImageDir = path.join(REPO_ROOT, 'base-image');
-  for (const k of ['queue', 'done', 'failed', 'baseImageDir'] as const) settings[k] = path.resolve(settings[k]);
+  if (!settings.depsCache) settings.depsCache = path.join(settings.baseImageDir, '..', 'deps-cache'); // deps (issue 11)
+  for (const k of ['queue', 'done', 'failed', 'baseImageDir', 'depsCache'] as const) settings[k] = path.resolve(settings[k]);
   if (settings.memory < 128 * 1024 * 1024) throw new JrError('JR_E_CONFIG', `Expected memory to be at least 128M, got ${settings.memory} bytes`);
   return { settings, rest, configFile: file };
 }

@@ -32,6 +32,10 @@ export async function nodeRunMain(argv: string[]): Promise<number> {
   const startedAt = new Date().toISOString();
   const base = await loadBaseImage(req.baseImageDir, req.baseImage);
   const runAs = await resolveRunAs(req.settings.runAs);
+  // deps (issue 11): the derived layers live in the service's deps cache, which nodes must share.
+  for (const l of req.rootLayers ?? []) {
+    if (!(await stat(l).catch(() => null))?.isFile()) throw new JrError('JR_E_CONFIG', `derived base layer ${l} is not readable on this node: put --deps-cache on the filesystem the nodes share`);
+  }
   const abort = new AbortController();
   const onSignal = (): void => abort.abort();
   process.once('SIGTERM', onSignal);
@@ -39,7 +43,7 @@ export async function nodeRunMain(argv: string[]): Promise<number> {
   const tmpDir = await mkdtemp(path.join(os.tmpdir(), `jobrunner-node-${req.jobId}-`));
   try {
     await handOver(runAs, [paths.work, tmpDir]);
-    const outcome = await runJobVm({ image: paths.work, base, settings: req.settings, logPath: paths.log, tmpDir, runAs, signal: abort.signal },
+    const outcome = await runJobVm({ image: paths.work, base, settings: req.settings, rootLayers: req.rootLayers, logPath: paths.log, tmpDir, runAs, signal: abort.signal },
       new AccelState(req.settings.accel));
     await writeOutcome(dir, {
       protocol: 1, jobId: req.jobId, slurmJobId: process.env.SLURM_JOB_ID ? Number(process.env.SLURM_JOB_ID) : null,

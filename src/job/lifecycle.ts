@@ -21,6 +21,7 @@ import { handOver, type RunAs } from '../run-as.js';
 import { vmRunner, type Runner } from './runner.js';
 import { checkInputFile, checkJobImage } from './validate.js';
 import type { AccelState, VmRunOutcome } from './vm-run.js';
+import { loadJobManifest, prepareDeps, settingsFor } from './deps.js';
 
 export type JobEvent =
   | { type: 'started'; id: string; name: string; attempt: number }
@@ -119,6 +120,10 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         else { await checkJobImage(input, s.maxImageSize); await copySparse(input, paths.work); }
         await checkJobImage(paths.work, s.maxImageSize);
       });
+      // deps (issue 11): the job's jobrunner.json, checked before boot (a bad one rejects the job).
+      const manifest = await step('manifest', () => loadJobManifest(paths.work, s));
+      const vmSettings = settingsFor(s, manifest);
+      facts.publish = manifest.publish;
       facts.base = await step('base-image', async () => {
         try {
           return await loadBaseImage(s.baseImageDir, lease.base ?? s.baseImage);
@@ -128,6 +133,10 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
           throw e;
         }
       });
+      // deps (issue 11): resolve + fetch on the host, install in a VM into a cached derived layer.
+      const base = facts.base;
+      const prepared = await step('deps', () => prepareDeps(manifest, base, { settings: s, accel: deps.accel, runAs: deps.runAs, signal: deps.signal }));
+      facts.deps = prepared?.record ?? null;
       if (deps.signal.aborted) return await requeue('shutdown before the VM started');
       move('start');
       await writeLease(dir, lease);
@@ -137,7 +146,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       await handOver(deps.runAs, [paths.work, vmTmp]);
       const chosen = facts.base;
       const vm = await step('run', () => runner.run({
-        image: paths.work, base: chosen, settings: s, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
+        image: paths.work, base: chosen, settings: vmSettings, rootLayers: prepared?.rootLayers, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
         job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
           onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },

@@ -14,6 +14,8 @@ import { compressFile } from '../xz/compress.js';
 import { verifyWritten } from '../xz/verify.js';
 import { statusRecord, type FinalStatus, type JobStatus } from '../spool/record.js';
 import type { RunOutcome } from './runner.js';
+import type { DepsRecord } from '../spool/record.js';
+import { packOutput } from '../deps/publish-output.js';
 
 export interface Verdict { status: FinalStatus; exitCode: number | null; reason: string; publishWork: boolean }
 
@@ -22,6 +24,10 @@ export interface RunFacts {
   input: { bytes: number | null; sha256: string | null };
   base: BaseImage | null;
   vm: RunOutcome | null;
+  /** deps (issue 11): packages resolved and the derived layer the job booted on. */
+  deps?: DepsRecord | null;
+  /** deps (issue 11): the manifest's "publish" ('output': NAME.output.tar.xz instead of the image). */
+  publish?: 'image' | 'output';
 }
 
 export interface PublishContext {
@@ -43,7 +49,13 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
   let published = false;
   let stage = 'compress';
   try {
-    if (verdict.publishWork) {
+    if (verdict.publishWork && verdict.status === 'succeeded' && facts.publish === 'output') {
+      // deps (issue 11): the manifest asked for /job/output only (a failed job keeps its image as evidence).
+      const tmpTar = tempName(target, `${lease.name}.output.tar.xz`);
+      temps['output.tar.xz'] = tmpTar;
+      const o = await step('pack-output', () => packOutput(claimPaths(claim.dir).work, tmpTar));
+      output = { bytes: o.bytes, sha256: o.sha256, preset: 1 };
+    } else if (verdict.publishWork) {
       const tmpXz = tempName(target, `${lease.name}.img.xz`);
       temps['img.xz'] = tmpXz;
       const c = await step('compress', () => compressFile(claimPaths(claim.dir).work, tmpXz, { preset: ctx.preset }));
@@ -87,6 +99,7 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
         accel: vm?.accel ?? null,
         console: vm ? { bytes: vm.consoleBytes, truncated: vm.consoleTruncated, lastLine: vm.lastLine } : null,
         runner: vm?.runner,
+        deps: facts.deps ?? null,
       }, finishedAt),
     }));
     published = true;

@@ -28,6 +28,8 @@ export interface RunRequest {
    * run its lease already names (re-attach after a restart), and where to record a new one.
    */
   job?: { id: string; dir: string; remote: RemoteRun | null; onRemote: (r: RemoteRun) => void };
+  /** deps (issue 11): qcow2 layers over the base's root.img, bottom first (a derived base layer). */
+  rootLayers?: string[];
 }
 
 /**

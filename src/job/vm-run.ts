@@ -36,6 +36,10 @@ export interface VmRunRequest {
   signal?: AbortSignal;
   /** Initrd override (benchmarks compare ours with Debian's stock initrd). */
   initrd?: string;
+  /** qcow2 layers over the base's root.img, bottom first (a derived base layer: deps/layer.ts). */
+  rootLayers?: string[];
+  /** Write into the top root layer (only when building a layer). */
+  rootWritable?: boolean;
 }
 
 export type VmRunOutcome = VmOutcome & { accel: Accel; accelReason: string };
@@ -92,6 +96,7 @@ async function launchOnce(req: VmRunRequest, accel: Accel): Promise<VmOutcome> {
       accel, memoryMiB: Math.floor(s.memory / (1024 * 1024)), cpus: s.cpus,
       kernel, initrd, rootImage: req.base.root, jobImage: req.image,
       cmdline: kernelCmdline({ nonce, init: s.init }), network: s.network, sandbox: s.sandbox,
+      rootLayers: req.rootLayers, rootWritable: req.rootWritable,
     },
     nonce, bootTimeoutMs: s.bootTimeout, timeoutMs: s.timeout, killGraceMs: s.killGrace,
     logPath: req.logPath, logCap: s.logCap, tmpDir: req.tmpDir, runAs: req.runAs,

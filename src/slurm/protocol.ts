@@ -18,6 +18,8 @@ export interface NodeRequest {
   baseImageDir: string;
   baseImage: string;
   settings: VmRunSettings & { runAs: string };
+  /** deps (issue 11): derived base layers (qcow2, in the deps cache on the shared filesystem), bottom first. */
+  rootLayers?: string[];
 }
 
 /** What the node reports back: the VM's outcome and where it ran. */

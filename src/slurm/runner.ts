@@ -25,6 +25,8 @@ export interface SlurmRunRequest {
   baseImageDir: string;
   baseImage: string;
   settings: VmRunSettings & SlurmSettings & { runAs: string };
+  /** deps (issue 11): the derived base layers the job boots on (paths the nodes share). */
+  rootLayers?: string[];
   /** A Slurm job already submitted for this claim (re-attach after a restart). */
   attachTo: number | null;
   /** Called with the Slurm job id as soon as sbatch returns (the lease records it). */
@@ -97,7 +99,7 @@ export async function runOnSlurm(req: SlurmRunRequest): Promise<SlurmEnd> {
       return { kind: 'infra', reason: `Slurm no longer knows job ${slurmJobId} and it left no outcome`, node: null, slurmJobId };
     }
   } else {
-    await writeRequest(req.claimDir, { protocol: 1, jobId: req.jobId, baseImageDir: req.baseImageDir, baseImage: req.baseImage, settings: pickVmSettings(s) });
+    await writeRequest(req.claimDir, { protocol: 1, jobId: req.jobId, baseImageDir: req.baseImageDir, baseImage: req.baseImage, settings: pickVmSettings(s), ...(req.rootLayers?.length ? { rootLayers: req.rootLayers } : {}) });
     const limitS = (s.timeout + s.bootTimeout + 2 * s.killGrace) / 1000 + BACKSTOP_S;
     slurmJobId = await sbatch({
       script: batchScript(req.jobrunner ?? path.join(REPO_ROOT, 'jobrunner'), req.claimDir),
@@ -203,7 +205,7 @@ export function slurmRunner(settings: SlurmRunRequest['settings'] & { baseImageD
       let node: string | null = job.remote?.node ?? null;
       let slurmJobId: number | null = job.remote?.jobId ?? null;
       const end = await runOnSlurm({
-        jobId: job.id, claimDir: job.dir, baseImageDir: settings.baseImageDir, baseImage: req.base.name, settings,
+        jobId: job.id, claimDir: job.dir, baseImageDir: settings.baseImageDir, baseImage: req.base.name, settings, rootLayers: req.rootLayers,
         attachTo: job.remote?.jobId ?? null, signal: req.signal, env,
         onSubmit: (id) => { slurmJobId = id; job.onRemote({ backend: 'slurm', jobId: id, node: null }); },
         onNode: (n) => { node = n; if (slurmJobId !== null) job.onRemote({ backend: 'slurm', jobId: slurmJobId, node: n }); },

@@ -33,6 +33,21 @@ export interface JobStatus {
   /** Where the run happened: the local backend, or a Slurm job on a node. */
   runner?: { backend: 'local' | 'slurm'; node: string | null; slurmJobId: number | null };
   version: string;
+  /** deps (issue 11): the manifest's packages as resolved, the derived layer, time spent or cache hit. */
+  deps?: DepsRecord | null;
+}
+
+/** The deps part of a job's status record (a buildinfo for the run; issue 11, src/deps). */
+export interface DepsRecord {
+  /** What was asked (the manifest's relations; conflicts prefixed '!') and what apt resolved (name:arch=version). */
+  requested: string[];
+  resolved: string[];
+  layer: { key: string; sha256: string; bytes: number } | null;
+  /** True when the derived layer came from the cache (no install VM ran). */
+  cacheHit: boolean;
+  downloaded: { debs: number; bytes: number };
+  /** Seconds spent on each phase (install null on a cache hit). */
+  durations: { resolve: number; fetch: number; install: number | null };
 }
 
 /** What is known about a job when its record is written; whatever did not happen stays null. */
@@ -50,6 +65,7 @@ export interface RecordFacts {
   accel?: string | null;
   console?: JobStatus['console'];
   runner?: JobStatus['runner'];
+  deps?: DepsRecord | null;
 }
 
 /** Seconds between two ISO timestamps / ms values, rounded to 0.1 s; null when unknown. */
@@ -78,5 +94,6 @@ export function statusRecord(lease: RecordSubject, publishedAs: string, f: Recor
     console: f.console ?? null,
     ...(f.runner ? { runner: f.runner } : {}),
     version: f.version,
+    ...(f.deps !== undefined ? { deps: f.deps } : {}),
   };
 }

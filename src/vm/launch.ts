@@ -2,7 +2,7 @@
 // parser, and enforces two watchdogs: boot (no `start` marker in time) and wall clock.
 // Killing is TERM, then KILL after a grace period; the reason is recorded in the outcome.
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { spawn, type Child } from '../proc.js';
 import { ConsoleLog } from './console.js';
 import { MarkerParser, type MarkerEvent } from './markers.js';
@@ -84,14 +84,19 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
   const root = await open(opts.spec.rootImage, constants.O_RDONLY | constants.O_NOFOLLOW);
   const jobRw = await open(opts.spec.jobImage, constants.O_RDWR | constants.O_NOFOLLOW).catch(async (e: unknown) => { await root.close(); throw e; });
   const jobRo = await open(opts.spec.jobImage, constants.O_RDONLY | constants.O_NOFOLLOW).catch(async (e: unknown) => { await root.close(); await jobRw.close(); throw e; });
+  // Root layers (qcow2 over root.img, bottom first) follow as fds 6.. (see layerFds).
+  const layers: FileHandle[] = [];
   let child: Child;
   try {
+    for (const f of opts.spec.rootLayers ?? []) layers.push(await open(f, constants.O_RDONLY | constants.O_NOFOLLOW));
+    const top = opts.spec.rootLayers?.at(-1);
+    if (top !== undefined && opts.spec.rootWritable) layers.push(await open(top, constants.O_RDWR | constants.O_NOFOLLOW));
     // Its own process group (detached): our kills reach anything qemu (or a wrapper) started.
     ({ child } = await spawn(argv[0]!, argv.slice(1), {
-      env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe', extraFds: [root.fd, jobRw.fd, jobRo.fd], detached: true,
+      env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe', extraFds: [root.fd, jobRw.fd, jobRo.fd, ...layers.map((l) => l.fd)], detached: true,
     }));
   } finally {
-    await Promise.all([root.close(), jobRw.close(), jobRo.close()]);
+    await Promise.all([root.close(), jobRw.close(), jobRo.close(), ...layers.map((l) => l.close())]);
   }
   if (child.pid) opts.onSpawn?.(child.pid);
   const signalGroup = (sig: NodeJS.Signals): void => {

@@ -16,6 +16,14 @@ export interface VmSpec {
   /** Kernel command line words, already including the marker nonce. */
   cmdline: string[];
   network: 'off' | 'user';
+  /**
+   * Root layers: qcow2 files over rootImage, bottom first (derived base layers, templates). Each is
+   * opened by the launcher and reaches qemu as an fd, its backing given as a node (never a path
+   * from the qcow2 header). Absent or empty: the raw root alone.
+   */
+  rootLayers?: string[];
+  /** Write into the top root layer instead of a throwaway snapshot (building a layer). */
+  rootWritable?: boolean;
   /** Seccomp sandbox (-sandbox on with the deny options). */
   sandbox: boolean;
 }
@@ -44,6 +52,17 @@ export function bootArgs(spec: Pick<VmSpec, 'kernel' | 'initrd' | 'cmdline'>): s
 export const DISK_FDS = { root: 3, jobRw: 4, jobRo: 5 } as const;
 
 /**
+ * Descriptors of the root layers, after the three above: layer i (0 = the one right over root.img)
+ * read-only at 6+i, then the top layer read-write at 6+n when rootWritable. The launcher opens
+ * them in this order.
+ */
+export function layerFds(spec: Pick<VmSpec, 'rootLayers' | 'rootWritable'>): { ro: number[]; rw: number | null } {
+  const n = spec.rootLayers?.length ?? 0;
+  const ro = Array.from({ length: n }, (_, i) => 6 + i);
+  return { ro, rw: n > 0 && spec.rootWritable ? 6 + n : null };
+}
+
+/**
  * Root disk first (vda), job disk second (vdb), both passed as inherited file descriptors
  * (fdsets), so an unprivileged qemu needs no access to the spool or the base image's directory.
  * Both are format=raw so qemu never probes a format from untrusted bytes; the root disk is a
@@ -51,14 +70,45 @@ export const DISK_FDS = { root: 3, jobRw: 4, jobRo: 5 } as const;
  * of pausing, and passes discards through so trimmed space becomes holes in the host file.
  * The job's fdset holds a read-write and a read-only descriptor: qemu opens both modes.
  */
-export function diskArgs(): string[] {
+export function diskArgs(spec: Pick<VmSpec, 'rootLayers' | 'rootWritable'> = {}): string[] {
   return [
     '-add-fd', `fd=${DISK_FDS.root},set=1,opaque=root-ro`,
     '-add-fd', `fd=${DISK_FDS.jobRw},set=2,opaque=job-rw`,
     '-add-fd', `fd=${DISK_FDS.jobRo},set=2,opaque=job-ro`,
-    '-drive', 'file=/dev/fdset/1,format=raw,if=virtio,snapshot=on,werror=report,rerror=report',
+    ...rootDiskArgs(spec),
     '-drive', 'file=/dev/fdset/2,format=raw,if=virtio,discard=unmap,werror=report,rerror=report',
   ];
+}
+
+/**
+ * The root disk (vda). Without layers: root.img, raw, snapshot. With layers: root.img and every
+ * layer but the top as read-only -blockdev nodes, each qcow2 naming its backing node explicitly
+ * (qemu then never opens the backing path written in a qcow2 header, which an unprivileged qemu
+ * could not reach anyway), and the top layer as the drive: snapshot unless rootWritable.
+ * Layer i (bottom first) is fdset 3+i.
+ */
+export function rootDiskArgs(spec: Pick<VmSpec, 'rootLayers' | 'rootWritable'>): string[] {
+  const layers = spec.rootLayers ?? [];
+  if (layers.length === 0) {
+    if (spec.rootWritable) throw new Error('rootWritable needs a root layer to write into');
+    return ['-drive', 'file=/dev/fdset/1,format=raw,if=virtio,snapshot=on,werror=report,rerror=report'];
+  }
+  const fds = layerFds(spec);
+  const args: string[] = [];
+  layers.forEach((_, i) => {
+    args.push('-add-fd', `fd=${fds.ro[i]},set=${3 + i},opaque=layer${i + 1}-ro`);
+    if (i === layers.length - 1 && fds.rw !== null) args.push('-add-fd', `fd=${fds.rw},set=${3 + i},opaque=layer${i + 1}-rw`);
+  });
+  args.push('-blockdev', 'driver=file,node-name=root0-file,filename=/dev/fdset/1,read-only=on',
+    '-blockdev', 'driver=raw,node-name=root0,file=root0-file,read-only=on');
+  for (let i = 0; i < layers.length - 1; i++) {
+    args.push('-blockdev', `driver=file,node-name=root${i + 1}-file,filename=/dev/fdset/${3 + i},read-only=on`,
+      '-blockdev', `driver=qcow2,node-name=root${i + 1},file=root${i + 1}-file,backing=root${i},read-only=on`);
+  }
+  const top = 3 + layers.length - 1;
+  args.push('-drive', `file=/dev/fdset/${top},format=qcow2,backing=root${layers.length - 1},if=virtio,` +
+    `${spec.rootWritable ? '' : 'snapshot=on,'}werror=report,rerror=report`);
+  return args;
 }
 
 /** The serial console on qemu's stdout (the host reads it through a pipe). */
@@ -84,7 +134,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     ...baseArgs(),
     ...machineArgs(spec),
     ...bootArgs(spec),
-    ...diskArgs(),
+    ...diskArgs(spec),
     ...consoleArgs(),
     ...networkArgs(spec),
     ...sandboxArgs(spec),

@@ -1,0 +1,46 @@
+import { mkdir, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtemp } from 'node:fs/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { listCache, pruneCache } from '../../../src/deps/cache.js';
+import { layerKey } from '../../../src/deps/layer.js';
+
+let dir = '';
+afterEach(async () => { if (dir) await rm(dir, { recursive: true, force: true }); });
+const hex = (c: string): string => c.repeat(64);
+const ago = (min: number): Date => new Date(Date.now() - min * 60_000);
+
+async function entry(kind: 'layer' | 'deb', id: string, bytes: number, usedMinAgo: number): Promise<void> {
+  const sub = path.join(dir, kind === 'layer' ? 'layers' : 'debs');
+  await mkdir(sub, { recursive: true });
+  const f = path.join(sub, `${id}.${kind === 'layer' ? 'qcow2' : 'deb'}`);
+  await writeFile(f, Buffer.alloc(bytes));
+  if (kind === 'layer') await writeFile(path.join(sub, `${id}.json`), JSON.stringify({ packages: ['dwz:amd64=0.15-1'] }));
+  await utimes(f, ago(usedMinAgo), ago(usedMinAgo));
+}
+
+describe('deps cache', () => {
+  it('evicts least recently used entries down to the bound, keeping recently used ones', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'jr-deps-cache-'));
+    await entry('layer', hex('a'), 4000, 600);
+    await entry('deb', hex('b'), 3000, 300);
+    await entry('layer', hex('c'), 2000, 120);
+    await entry('deb', hex('d'), 5000, 1); // just used: kept even though it is the biggest
+    expect((await listCache(dir)).map((e) => e.id[0])).toEqual(['a', 'b', 'c', 'd']);
+    const gone = await pruneCache(dir, 8000);
+    expect(gone.map((e) => e.id[0])).toEqual(['a', 'b']);
+    expect((await readdir(path.join(dir, 'layers'))).sort()).toEqual([`${hex('c')}.json`, `${hex('c')}.qcow2`]);
+    expect(await pruneCache(dir, 8000)).toEqual([]);
+    // Under the bound only the in-use grace keeps d; c goes.
+    expect((await pruneCache(dir, 1)).map((e) => e.id[0])).toEqual(['c']);
+  });
+
+  it('keys a layer by base and package set, not by the order apt listed them', () => {
+    const a = { name: 'aa', version: '1', arch: 'amd64' };
+    const b = { name: 'bb', version: '2', arch: 'all' };
+    expect(layerKey(hex('0'), [a, b])).toBe(layerKey(hex('0'), [b, a]));
+    expect(layerKey(hex('0'), [a, b])).not.toBe(layerKey(hex('1'), [a, b]));
+    expect(layerKey(hex('0'), [a])).not.toBe(layerKey(hex('0'), [a, { ...b, version: '3' }]));
+  });
+});
