@@ -68,6 +68,7 @@ const schema = {
   slurmAccount: { doc: 'Slurm account for job VMs ("" = none)', format: String, default: '', env: 'JOBRUNNER_SLURM_ACCOUNT', arg: 'slurm-account' },
   slurmArgs: { doc: 'Extra sbatch options, whitespace-separated (e.g. "--qos=build --constraint=fast")', format: String, default: '', env: 'JOBRUNNER_SLURM_ARGS', arg: 'slurm-args' },
   slurmPoll: { doc: 'How often the Slurm backend polls squeue and the outcome files', format: 'duration', default: '500ms', env: 'JOBRUNNER_SLURM_POLL', arg: 'slurm-poll' },
+  start: { doc: 'How a job VM starts: restore (from a saved, pre-booted template of the base image, built on first need; falls back to cold with a warning) or cold (a full boot)', format: ['restore', 'cold'], default: 'restore', env: 'JOBRUNNER_START', arg: 'start' },
   logLevel: { doc: 'Log level: fatal, error, warn, info, debug, trace', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', env: 'JOBRUNNER_LOG_LEVEL', arg: 'log-level' },
 };
 
@@ -79,6 +80,7 @@ export type Settings = {
   logCap: number; compressPreset: number; maxImageSize: number; maxAttempts: number; settle: number; rescanInterval: number;
   once: boolean; qemu: string; runAs: string; sandbox: boolean; logLevel: string;
   backend: 'local' | 'slurm'; slurmPartition: string; slurmAccount: string; slurmArgs: string; slurmPoll: number;
+  start: 'restore' | 'cold';
 };
 export type SettingKey = keyof Settings;
 

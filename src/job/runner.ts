@@ -28,6 +28,11 @@ export interface RunRequest {
    * run its lease already names (re-attach after a restart), and where to record a new one.
    */
   job?: { id: string; dir: string; remote: RemoteRun | null; onRemote: (r: RemoteRun) => void };
+  /** For the operator: a restore fell back to a cold boot (warning); a template is being built (note). */
+  onWarning?: (msg: string) => void;
+  onNote?: (msg: string) => void;
+  /** false (the service): never make the job wait for a template build; it boots cold meanwhile. */
+  awaitTemplate?: boolean;
 }
 
 /**
