@@ -72,6 +72,9 @@ export async function buildTemplateFiles(req: BuildRequest): Promise<BuildTiming
   const exited = child.then(() => { throw new JrError('JR_E_TEMPLATE', `qemu ended during the template boot: ${tail(stderr.trim() || console.trim(), 600)}`); });
   exited.catch(() => undefined);
   const killGroup = (): void => { try { if (child.pid) process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } };
+  // A build runs in the background of a service: when the service exits mid-build (SIGTERM, drained),
+  // its template guest (waiting at ready forever) must not outlive it.
+  process.once('exit', killGroup);
   let server: Server | null = null;
   let qmp: Qmp | null = null;
   try {
@@ -117,5 +120,6 @@ export async function buildTemplateFiles(req: BuildRequest): Promise<BuildTiming
     qmp?.close();
     (server as Server | null)?.close();
     killGroup();
+    process.removeListener('exit', killGroup);
   }
 }
