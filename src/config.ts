@@ -76,6 +76,7 @@ const schema = {
   depsCache: { doc: 'Cache of fetched .debs and derived base layers ("" = <base-image-dir>/../deps-cache)', format: String, default: '', env: 'JOBRUNNER_DEPS_CACHE', arg: 'deps-cache' },
   depsCacheSize: { doc: 'Bound on the deps cache; least recently used layers and .debs go first', format: 'size', default: '20G', env: 'JOBRUNNER_DEPS_CACHE_SIZE', arg: 'deps-cache-size' },
   // --- end deps
+  start: { doc: 'How a job VM starts: restore (from a saved, pre-booted template of the base image, built on first need; falls back to cold with a warning) or cold (a full boot; the default until the whole suite has run with restore)', format: ['restore', 'cold'], default: 'cold', env: 'JOBRUNNER_START', arg: 'start' },
   logLevel: { doc: 'Log level: fatal, error, warn, info, debug, trace', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', env: 'JOBRUNNER_LOG_LEVEL', arg: 'log-level' },
 };
 
@@ -89,6 +90,7 @@ export type Settings = {
   backend: 'local' | 'slurm'; slurmPartition: string; slurmAccount: string; slurmArgs: string; slurmPoll: number;
   // deps (issue 11)
   maxMemory: number; maxCpus: number; maxTimeout: number; maxDisk: number; depsCache: string; depsCacheSize: number;
+  start: 'restore' | 'cold';
 };
 export type SettingKey = keyof Settings;
 

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'JR_E_JOOT'          // joot environment errors
   | 'JR_E_INFRA'         // the machinery that runs jobs (a build node, the batch engine) failed the same job max-attempts times
   | 'JR_E_SLURM'         // a Slurm command failed or said something we cannot read
+  | 'JR_E_TEMPLATE'      // a VM template could not be built, verified or restored (the job boots cold)
   | 'JR_E_INTERNAL';     // a bug
 
 export interface ErrorContext {

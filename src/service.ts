@@ -252,6 +252,8 @@ export class Service {
       case 'stuck': this.log.error(rest, 'job could not be published; it stays claimed and is retried at next start'); break;
       case 'step': this.log.debug(rest, 'step'); break;
       case 'cleanupFailed': this.log.debug(rest, 'cleanup failed (disk space may be held until the next start)'); break;
+      case 'warning': this.log.warn(rest, 'job VM start'); break;
+      case 'note': this.log.info(rest, 'job VM start'); break;
     }
   }
 

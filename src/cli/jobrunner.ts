@@ -14,6 +14,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   'node-run': { summary: 'node side of --backend slurm: boot a claimed job (run by Slurm, not by hand)', load: async () => (await import('./node-run.js')).nodeRunMain },
   deps: { summary: 'list or prune the cache of fetched .debs and derived base layers', load: async () => (await import('./deps.js')).depsMain },
   demo: { summary: 'package examples/hello, run it through the service, show the result', load: async () => (await import('./demo.js')).demoMain },
+  template: { summary: 'build or check the saved VM template jobs restore from (--start restore)', load: async () => (await import('./template.js')).templateMain },
 };
 
 function help(): string {

@@ -19,13 +19,15 @@ import { parseOwnArgs } from './args.js';
 const KEYS: SettingKey[] = ['timeout', 'baseImage', 'baseImageDir', 'memory', 'cpus', 'accel', 'network', 'init',
   'bootTimeout', 'killGrace', 'logCap', 'maxImageSize', 'qemu', 'sandbox', 'runAs',
   // deps (issue 11): the job's jobrunner.json is honoured here as in the service.
-  'maxMemory', 'maxCpus', 'maxTimeout', 'maxDisk', 'depsCache', 'depsCacheSize'];
+  'maxMemory', 'maxCpus', 'maxTimeout', 'maxDisk', 'depsCache', 'depsCacheSize', 'start'];
 
 export const RUN_HELP = `Usage: jobrunner run IMAGE [options]
 
 Boots one job image now, in the foreground, exactly as the service would: the base image's root
-disk in snapshot mode, IMAGE as the writable second disk, /job/bin/construir run as root. The
-guest console streams to stdout. IMAGE is modified in place (results land in it, e.g. /job/output/;
+disk in snapshot mode, IMAGE as the writable second disk, /job/bin/construir run as root. With
+--start restore the guest is restored from the base image's saved VM template
+(built first when missing; a cold boot with a warning when it cannot be used; docs/START.md).
+The guest console streams to stdout. IMAGE is modified in place (results land in it, e.g. /job/output/;
 pull them out with scripts/extract IMAGE OUTDIR). A jobrunner.json in IMAGE is honoured as by the
 service: its packages are resolved, fetched and installed into a cached derived layer first
 (docs/DEPENDENCIES.md), its memory/cpus/timeout requests applied within the --max-* caps.
@@ -105,10 +107,13 @@ export async function runMainCmd(argv: string[]): Promise<number> {
     const out = await runJobVm({
       image, base, settings: settingsFor(settings, manifest), rootLayers: deps?.rootLayers, logPath, tmpDir, runAs, signal: abort.signal,
       onConsole: quiet ? undefined : (chunk) => { process.stdout.write(chunk); },
+      onWarning: (msg) => { process.stderr.write(`jobrunner run: WARNING: ${msg}\n`); },
+      onNote: (msg) => { process.stderr.write(`jobrunner run: ${msg}\n`); },
     }, accel);
     const code = exitCodeFor(out.end, out.exitCode);
     if (statusPath) await writeFileAtomic(statusPath, `${JSON.stringify(runRecord({ image, startedAt, input, base, vm: out, deps: deps?.record ?? null }), null, 2)}\n`);
-    const boot = out.bootMs === null ? 'never booted' : `boot ${formatDuration(out.bootMs)}`;
+    const restored = out.start?.used === 'restore';
+    const boot = out.bootMs === null ? 'never booted' : `${restored ? 'restored' : 'boot'} ${formatDuration(out.bootMs)}`;
     process.stderr.write(`jobrunner run: ${out.reason} (${boot}, total ${formatDuration(out.totalMs)}, ${out.accel}` +
       `${out.consoleTruncated ? ', console log truncated' : ''}); exit ${code}\n`);
     return code;

@@ -31,7 +31,10 @@ export type JobEvent =
   | { type: 'stuck'; id: string; name: string; reason: string }
   | { type: 'step'; id: string; step: string; ms: number }
   /** A cleanup (rm of work.img, the VM's scratch, a lease write) failed: disk may be leaking. */
-  | { type: 'cleanupFailed'; id: string; what: string; err: string };
+  | { type: 'cleanupFailed'; id: string; what: string; err: string }
+  /** The VM's start said something for the operator: a restore fell back to cold (warning), a template is being built (note). */
+  | { type: 'warning'; id: string; name: string; reason: string }
+  | { type: 'note'; id: string; name: string; reason: string };
 
 export interface LifecycleDeps {
   settings: Settings;
@@ -150,6 +153,9 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
         job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
           onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },
+        onWarning: (reason) => emit({ type: 'warning', id: lease.id, name: lease.name, reason }),
+        onNote: (reason) => emit({ type: 'note', id: lease.id, name: lease.name, reason }),
+        awaitTemplate: false,
       }));
       facts.vm = vm;
       if (vm.requeue !== undefined) {

@@ -97,6 +97,7 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
         startedAt: lease.startedAt, input: facts.input, timings, output,
         baseImage: base ? { name: base.name, sha256: base.rootSha256 } : null,
         accel: vm?.accel ?? null,
+        start: vm?.start ?? null,
         console: vm ? { bytes: vm.consoleBytes, truncated: vm.consoleTruncated, lastLine: vm.lastLine } : null,
         runner: vm?.runner,
         deps: facts.deps ?? null,

@@ -30,6 +30,11 @@ export interface RunRequest {
   job?: { id: string; dir: string; remote: RemoteRun | null; onRemote: (r: RemoteRun) => void };
   /** deps (issue 11): qcow2 layers over the base's root.img, bottom first (a derived base layer). */
   rootLayers?: string[];
+  /** For the operator: a restore fell back to a cold boot (warning); a template is being built (note). */
+  onWarning?: (msg: string) => void;
+  onNote?: (msg: string) => void;
+  /** false (the service): never make the job wait for a template build; it boots cold meanwhile. */
+  awaitTemplate?: boolean;
 }
 
 /**

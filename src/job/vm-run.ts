@@ -9,6 +9,7 @@ import { launchVm, type LaunchOptions, type VmOutcome } from '../vm/launch.js';
 import { chooseAccel, probeKvm, type AccelRequest, type AccelChoice } from '../vm/accel.js';
 import { kernelCmdline, type Accel } from '../vm/qemu-args.js';
 import type { RunAs } from '../run-as.js';
+import { restoreJobVm, type StartInfo } from '../vm/restore.js';
 
 export interface VmRunSettings {
   qemu: string;
@@ -22,6 +23,8 @@ export interface VmRunSettings {
   killGrace: number;
   logCap: number;
   sandbox: boolean;
+  /** restore: from a saved template (vm/restore.ts), falling back to cold; absent means cold. */
+  start?: 'restore' | 'cold';
 }
 
 export interface VmRunRequest {
@@ -40,9 +43,14 @@ export interface VmRunRequest {
   rootLayers?: string[];
   /** Write into the top root layer (only when building a layer). */
   rootWritable?: boolean;
+  /** Warnings for the operator (a restore that fell back to a cold boot); notes (a template being built). */
+  onWarning?: (msg: string) => void;
+  onNote?: (msg: string) => void;
+  /** The service passes false: a job never waits for a template build (it boots cold meanwhile). */
+  awaitTemplate?: boolean;
 }
 
-export type VmRunOutcome = VmOutcome & { accel: Accel; accelReason: string };
+export type VmRunOutcome = VmOutcome & { accel: Accel; accelReason: string; start?: StartInfo };
 
 /** Remembers, per process, that KVM hung a guest so later jobs go straight to TCG. */
 export class AccelState {
@@ -86,11 +94,31 @@ async function bootFiles(req: VmRunRequest): Promise<{ kernel: string; initrd: s
   return { kernel: kernelCopy, initrd: initrdCopy };
 }
 
-async function launchOnce(req: VmRunRequest, accel: Accel): Promise<VmOutcome> {
+// Each fallback reason is said once per process; the status JSON records it for every job.
+const warned = new Set<string>();
+
+async function launchOnce(req: VmRunRequest, accel: Accel): Promise<VmOutcome & { start?: StartInfo }> {
   const s = req.settings;
   const nonce = randomBytes(12).toString('hex');
   const { kernel, initrd } = await bootFiles(req);
-  return launchVm({
+  let start: StartInfo | undefined;
+  // Restore needs construir as PID 1 and our own initrd (the template is booted with them). A job on
+  // a derived layer (build dependencies) boots cold: templates are made over the bare base's root.
+  const layered = (req.rootLayers?.length ?? 0) > 0;
+  if (layered && s.start === 'restore') start = { requested: 'restore', used: 'cold', template: null, built: false, fallback: 'the job boots on a derived base layer (build dependencies); VM templates exist for bare base images only', timings: null };
+  if (s.start === 'restore' && s.init === 'construir' && !req.initrd && !layered) {
+    const r = await restoreJobVm({
+      base: req.base, qemu: s.qemu, accel, memoryMiB: Math.floor(s.memory / (1024 * 1024)), cpus: s.cpus, network: s.network,
+      sandbox: s.sandbox, bootTimeoutMs: s.bootTimeout, killGraceMs: s.killGrace, runAs: req.runAs, image: req.image, kernel, initrd,
+      timeoutMs: s.timeout, logPath: req.logPath, logCap: s.logCap, tmpDir: req.tmpDir, onConsole: req.onConsole, onSpawn: req.onSpawn,
+      signal: req.signal, log: req.onNote, scratchDir: req.tmpDir, awaitTemplate: req.awaitTemplate,
+    });
+    if (r.outcome) return { ...r.outcome, start: r.start };
+    start = r.start;
+    if (r.pending) req.onNote?.(r.start.fallback ?? '');
+    else if (!warned.has(r.start.fallback ?? '')) { warned.add(r.start.fallback ?? ''); req.onWarning?.(`${r.start.fallback}; booting cold instead`); }
+  }
+  const out = await launchVm({
     qemuBinary: s.qemu,
     spec: {
       accel, memoryMiB: Math.floor(s.memory / (1024 * 1024)), cpus: s.cpus,
@@ -102,4 +130,5 @@ async function launchOnce(req: VmRunRequest, accel: Accel): Promise<VmOutcome> {
     logPath: req.logPath, logCap: s.logCap, tmpDir: req.tmpDir, runAs: req.runAs,
     onConsole: req.onConsole, onSpawn: req.onSpawn, signal: req.signal,
   });
+  return { ...out, start: start ?? { requested: s.start ?? 'cold', used: 'cold', template: null, built: false, fallback: null, timings: null } };
 }

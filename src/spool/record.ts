@@ -32,6 +32,8 @@ export interface JobStatus {
   console: { bytes: number; truncated: boolean; lastLine: string } | null;
   /** Where the run happened: the local backend, or a Slurm job on a node. */
   runner?: { backend: 'local' | 'slurm'; node: string | null; slurmJobId: number | null };
+  /** How the VM started (docs/START.md): restored from a template or booted cold, and the restore's timings. */
+  start?: StartRecord | null;
   version: string;
   /** deps (issue 11): the manifest's packages as resolved, the derived layer, time spent or cache hit. */
   deps?: DepsRecord | null;
@@ -50,6 +52,20 @@ export interface DepsRecord {
   durations: { resolve: number; fetch: number; install: number | null };
 }
 
+/**
+ * The start of a job's VM: `requested` and `used` differ when a restore fell back to a cold boot
+ * (`fallback` says why); timings are ms from qemu's spawn (state loaded, job disk attached, job
+ * started) plus the template lookup, null for a cold boot.
+ */
+export interface StartRecord {
+  requested: 'restore' | 'cold';
+  used: 'restore' | 'cold';
+  template: string | null;
+  built: boolean;
+  fallback: string | null;
+  timings: { templateMs: number; loadMs: number | null; diskMs: number | null; jobStartMs: number | null } | null;
+}
+
 /** What is known about a job when its record is written; whatever did not happen stays null. */
 export interface RecordFacts {
   status: FinalStatus;
@@ -66,6 +82,7 @@ export interface RecordFacts {
   console?: JobStatus['console'];
   runner?: JobStatus['runner'];
   deps?: DepsRecord | null;
+  start?: StartRecord | null;
 }
 
 /** Seconds between two ISO timestamps / ms values, rounded to 0.1 s; null when unknown. */
@@ -93,6 +110,7 @@ export function statusRecord(lease: RecordSubject, publishedAs: string, f: Recor
     accel: f.accel ?? null,
     console: f.console ?? null,
     ...(f.runner ? { runner: f.runner } : {}),
+    start: f.start ?? null,
     version: f.version,
     ...(f.deps !== undefined ? { deps: f.deps } : {}),
   };

@@ -3,6 +3,8 @@
 // Killing is TERM, then KILL after a grace period; the reason is recorded in the outcome.
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { JrError } from '../errors.js';
 import { spawn, type Child } from '../proc.js';
 import { ConsoleLog } from './console.js';
 import { MarkerParser, type MarkerEvent } from './markers.js';
@@ -29,6 +31,12 @@ export interface LaunchOptions {
   onSpawn?: (pid: number) => void;
   /** Aborting kills the VM (TERM, then KILL) and ends with `aborted`. */
   signal?: AbortSignal;
+  // Restores (vm/restore.ts) only, additive: the qemu arguments replacing qemuArgs(spec) (the spec
+  // still names the disks opened as DISK_FDS), more files opened read-only and handed over as fds
+  // 6, 7, …, and a hook given qemu's stdin (piped) once it runs.
+  args?: string[];
+  moreFiles?: string[];
+  onStarted?: (io: { stdin: Writable; pid: number }) => void;
 }
 
 export type VmEnd = 'exited' | 'bad-image' | 'boot-failed' | 'timeout' | 'aborted' | 'crashed' | 'killed';
@@ -57,12 +65,12 @@ export interface VmOutcome {
 const OUTSIDE_SIGNALS = new Set(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']);
 
 /** The argv actually executed: qemu, wrapped in setpriv so it dies with us and (optionally) drops to runAs. */
-export function launchArgv(opts: Pick<LaunchOptions, 'qemuBinary' | 'spec' | 'runAs'>): string[] {
+export function launchArgv(opts: Pick<LaunchOptions, 'qemuBinary' | 'runAs' | 'args'> & Partial<Pick<LaunchOptions, 'spec'>>): string[] {
   const wrap = ['setpriv', '--pdeathsig', 'KILL'];
   if (opts.runAs) {
     wrap.push(`--reuid=${opts.runAs.uid}`, `--regid=${opts.runAs.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs');
   }
-  return [...wrap, '--', opts.qemuBinary, ...qemuArgs(opts.spec)];
+  return [...wrap, '--', opts.qemuBinary, ...(opts.args ?? qemuArgs(opts.spec!))];
 }
 
 /** Boot the VM described by opts.spec and wait for it to end; never throws for guest behaviour. */
@@ -84,21 +92,29 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
   const root = await open(opts.spec.rootImage, constants.O_RDONLY | constants.O_NOFOLLOW);
   const jobRw = await open(opts.spec.jobImage, constants.O_RDWR | constants.O_NOFOLLOW).catch(async (e: unknown) => { await root.close(); throw e; });
   const jobRo = await open(opts.spec.jobImage, constants.O_RDONLY | constants.O_NOFOLLOW).catch(async (e: unknown) => { await root.close(); await jobRw.close(); throw e; });
-  // Root layers (qcow2 over root.img, bottom first) follow as fds 6.. (see layerFds).
+  // Root layers (qcow2 over root.img, bottom first) follow as fds 6.. (see layerFds); a restore's
+  // files (moreFiles: state, template overlay) take that place instead: a restore never has layers.
+  if (opts.spec.rootLayers?.length && opts.moreFiles?.length) throw new JrError('JR_E_INTERNAL', 'a VM with root layers cannot also be restored from a template');
   const layers: FileHandle[] = [];
   let child: Child;
   try {
     for (const f of opts.spec.rootLayers ?? []) layers.push(await open(f, constants.O_RDONLY | constants.O_NOFOLLOW));
     const top = opts.spec.rootLayers?.at(-1);
     if (top !== undefined && opts.spec.rootWritable) layers.push(await open(top, constants.O_RDWR | constants.O_NOFOLLOW));
+    for (const f of opts.moreFiles ?? []) layers.push(await open(f, constants.O_RDONLY | constants.O_NOFOLLOW));
     // Its own process group (detached): our kills reach anything qemu (or a wrapper) started.
     ({ child } = await spawn(argv[0]!, argv.slice(1), {
-      env: { TMPDIR: opts.tmpDir }, stdin: 'ignore', stderr: 'pipe', extraFds: [root.fd, jobRw.fd, jobRo.fd, ...layers.map((l) => l.fd)], detached: true,
+      env: { TMPDIR: opts.tmpDir }, stdin: opts.onStarted ? 'pipe' : 'ignore', stderr: 'pipe',
+      extraFds: [root.fd, jobRw.fd, jobRo.fd, ...layers.map((l) => l.fd)], detached: true,
     }));
   } finally {
     await Promise.all([root.close(), jobRw.close(), jobRo.close(), ...layers.map((l) => l.close())]);
   }
   if (child.pid) opts.onSpawn?.(child.pid);
+  if (child.pid && child.stdin) {
+    child.stdin.on('error', () => undefined); // qemu gone: the outcome below says why
+    opts.onStarted?.({ stdin: child.stdin, pid: child.pid });
+  }
   const signalGroup = (sig: NodeJS.Signals): void => {
     try { if (child.pid) { process.kill(-child.pid, sig); return; } } catch { /* group gone: try the process */ }
     child.kill(sig);
