@@ -30,6 +30,14 @@ convict.addFormat({
   coerce: (v: unknown) => (typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN),
 });
 convict.addFormat({
+  name: 'listen',
+  validate(v: unknown) {
+    if (v !== 'off' && !(typeof v === 'string' && /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(v) && Number(v.slice(v.lastIndexOf(':') + 1)) < 65536)) {
+      throw new Error('must be HOST:PORT (127.0.0.1:7480, [::1]:7480, 0.0.0.0:7480) or off');
+    }
+  },
+});
+convict.addFormat({
   name: 'xz-preset',
   validate(v: unknown) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 9) throw new Error('must be an xz preset from 0 to 9');
@@ -68,6 +76,12 @@ const schema = {
   slurmAccount: { doc: 'Slurm account for job VMs ("" = none)', format: String, default: '', env: 'JOBRUNNER_SLURM_ACCOUNT', arg: 'slurm-account' },
   slurmArgs: { doc: 'Extra sbatch options, whitespace-separated (e.g. "--qos=build --constraint=fast")', format: String, default: '', env: 'JOBRUNNER_SLURM_ARGS', arg: 'slurm-args' },
   slurmPoll: { doc: 'How often the Slurm backend polls squeue and the outcome files', format: 'duration', default: '500ms', env: 'JOBRUNNER_SLURM_POLL', arg: 'slurm-poll' },
+  // The HTTP API and dashboard (issue 14, src/http).
+  listen: { doc: 'HTTP API and dashboard address HOST:PORT, or off', format: 'listen', default: '127.0.0.1:7480', env: 'JOBRUNNER_LISTEN', arg: 'listen' },
+  tokens: { doc: 'API token file (sha256 of each token, mode 0600); "" = jobrunner.tokens.json beside the config file', format: String, default: '', env: 'JOBRUNNER_TOKENS', arg: 'tokens' },
+  publicRead: { doc: 'Let anyone read job status, logs and results on a non-loopback --listen (loopback is always open)', format: Boolean, default: false, env: 'JOBRUNNER_PUBLIC_READ', arg: 'public-read' },
+  httpIdleTimeout: { doc: 'An HTTP connection silent this long is closed (stalled uploads, slow-drip bodies)', format: 'duration', default: '60s', env: 'JOBRUNNER_HTTP_IDLE_TIMEOUT', arg: 'http-idle-timeout' },
+  diskReserve: { doc: 'Uploads are refused (507) when they would leave less than this free in the queue', format: 'size', default: '1G', env: 'JOBRUNNER_DISK_RESERVE', arg: 'disk-reserve' },
   logLevel: { doc: 'Log level: fatal, error, warn, info, debug, trace', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', env: 'JOBRUNNER_LOG_LEVEL', arg: 'log-level' },
 };
 
@@ -79,6 +93,7 @@ export type Settings = {
   logCap: number; compressPreset: number; maxImageSize: number; maxAttempts: number; settle: number; rescanInterval: number;
   once: boolean; qemu: string; runAs: string; sandbox: boolean; logLevel: string;
   backend: 'local' | 'slurm'; slurmPartition: string; slurmAccount: string; slurmArgs: string; slurmPoll: number;
+  listen: string; tokens: string; publicRead: boolean; diskReserve: number; httpIdleTimeout: number;
 };
 export type SettingKey = keyof Settings;
 
@@ -140,9 +155,15 @@ export function loadSettings(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
   const settings = conf.getProperties() as unknown as Settings;
   if (!settings.baseImageDir) settings.baseImageDir = path.join(REPO_ROOT, 'base-image');
+  settings.tokens = settings.tokens ? path.resolve(settings.tokens) : defaultTokenFile(file, env);
   for (const k of ['queue', 'done', 'failed', 'baseImageDir'] as const) settings[k] = path.resolve(settings[k]);
   if (settings.memory < 128 * 1024 * 1024) throw new JrError('JR_E_CONFIG', `Expected memory to be at least 128M, got ${settings.memory} bytes`);
   return { settings, rest, configFile: file };
+}
+
+/** The token file when --tokens is not given: beside the config file (or where ~/.jobrunner.json would be). */
+export function defaultTokenFile(configFile: string | null, env: NodeJS.ProcessEnv): string {
+  return path.join(path.dirname(path.resolve(configFile ?? path.join(env.HOME ?? os.homedir(), '.jobrunner.json'))), 'jobrunner.tokens.json');
 }
 
 /** `--help` text for the given settings, generated from the schema so it cannot drift. */

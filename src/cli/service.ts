@@ -1,10 +1,29 @@
 // `jobrunner [options]`: the service in the foreground (systemd-friendly: logs to stdout).
-import { loadSettings } from '../config.js';
+import { loadSettings, type Settings } from '../config.js';
 import { JrError } from '../errors.js';
-import { createLogger } from '../log.js';
+import { createLogger, type Logger } from '../log.js';
 import { resolveRunAs } from '../run-as.js';
 import { Service } from '../service.js';
 import { VERSION } from '../version.js';
+
+/**
+ * The HTTP API and dashboard on --listen (issue 14). Loaded only when listening: --listen off never
+ * imports fastify. An address in use does not stop the service: the spool works without the API,
+ * so it runs on and says so loudly.
+ */
+async function listen(service: Service, settings: Settings, logger: Logger): Promise<{ close: () => Promise<void> } | null> {
+  if (settings.listen === 'off') return null;
+  const { startHttp } = await import('../http/server.js');
+  try {
+    const http = await startHttp(service, settings, logger);
+    logger.info({ listen: http.address }, 'HTTP API and dashboard listening');
+    return http;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+    logger.error({ listen: settings.listen }, 'HTTP API NOT available: the address is in use (give another with --listen HOST:PORT, or --listen off)');
+    return null;
+  }
+}
 
 /** Run the service until SIGTERM/SIGINT (or, with --once, until the queue is empty). */
 export async function serviceMain(argv: string[]): Promise<number> {
@@ -18,13 +37,17 @@ export async function serviceMain(argv: string[]): Promise<number> {
   const onSignal = (sig: NodeJS.Signals): void => { void service.stop(`received ${sig}`); };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  let http: { close: () => Promise<void> } | null = null;
   try {
     await service.start();
+    http = await listen(service, settings, logger);
   } catch (e) {
     await service.stop('start-up failed').catch(() => undefined);
     throw e;
   }
   await service.done;
+  // After the jobs: log followers get their final status before the listener goes.
+  await http?.close();
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   logger.flush?.();
