@@ -31,7 +31,7 @@ function bare(img: string): Promise<number> {
 }
 
 const svc = spawn(path.join(ROOT, 'jobrunner'), ['--queue', spool.queue, '--done', spool.done, '--failed', spool.failed, '--log-level', 'warn'],
-  { env: { ...process.env, JOBRUNNER_CONFIG: path.join(dir, 'config.json') }, stdio: ['ignore', 'inherit', 'inherit'] });
+  { env: { ...process.env, JOBRUNNER_CONFIG: path.join(dir, 'config.json'), JOBRUNNER_LISTEN: 'off' }, stdio: ['ignore', 'inherit', 'inherit'] });
 await new Promise((r) => setTimeout(r, 3000)); // let it start (not measured)
 
 async function viaService(i: number): Promise<number> {

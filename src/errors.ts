@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'JR_E_INFRA'         // the machinery that runs jobs (a build node, the batch engine) failed the same job max-attempts times
   | 'JR_E_SLURM'         // a Slurm command failed or said something we cannot read
   // The HTTP API (issue 14): src/http/errors.ts maps each to its status code.
+  | 'JR_E_LISTEN'        // --listen cannot be bound (in use, not this machine's address): the service does not start
   | 'JR_E_REQUEST'       // a malformed request (schema validation, bad parameter): 400
   | 'JR_E_AUTH'          // no or unknown token: 401
   | 'JR_E_FORBIDDEN'     // a token acting on what is not its own: 403

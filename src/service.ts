@@ -91,7 +91,7 @@ export class Service {
     }
     const scratch = await this.spool.sweepScratch(); // no VM of this spool runs now: we hold its lock
     if (scratch > 0) this.log.info({ dirs: scratch }, 'removed qemu scratch directories left by a previous run');
-    await this.uploads.open();
+    await this.uploads.open(false); // made by the first upload; checked now if a previous run made it
     const parts = await this.uploads.sweep();
     if (parts > 0) this.log.info({ files: parts }, 'removed incomplete uploads left by a previous run');
     await this.api.load();

@@ -8,21 +8,16 @@ import { VERSION } from '../version.js';
 
 /**
  * The HTTP API and dashboard on --listen (issue 14). Loaded only when listening: --listen off never
- * imports fastify. An address in use does not stop the service: the spool works without the API,
- * so it runs on and says so loudly.
+ * imports fastify. An address that cannot be bound is JR_E_LISTEN and the service does not start:
+ * checked before start-up claims anything, and again (the same code) if it was taken meanwhile.
  */
-async function listen(service: Service, settings: Settings, logger: Logger): Promise<{ close: () => Promise<void> } | null> {
+async function listen(service: Service | null, settings: Settings, logger: Logger): Promise<{ close: () => Promise<void> } | null> {
   if (settings.listen === 'off') return null;
-  const { startHttp } = await import('../http/server.js');
-  try {
-    const http = await startHttp(service, settings, logger);
-    logger.info({ listen: http.address }, 'HTTP API and dashboard listening');
-    return http;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
-    logger.error({ listen: settings.listen }, 'HTTP API NOT available: the address is in use (give another with --listen HOST:PORT, or --listen off)');
-    return null;
-  }
+  const { checkListen, startHttp } = await import('../http/server.js');
+  if (!service) { await checkListen(settings); return null; }
+  const http = await startHttp(service, settings, logger);
+  logger.info({ listen: http.address }, 'HTTP API and dashboard listening');
+  return http;
 }
 
 /** Run the service until SIGTERM/SIGINT (or, with --once, until the queue is empty). */
@@ -33,6 +28,7 @@ export async function serviceMain(argv: string[]): Promise<number> {
   if (configFile) logger.info({ configFile }, 'configuration file loaded');
   const runAs = await resolveRunAs(settings.runAs);
   if (!runAs && process.getuid?.() === 0) logger.warn('qemu runs as root (--run-as ""): do not run untrusted jobs like this (docs/SECURITY.md)');
+  await listen(null, settings, logger);
   const service = new Service({ settings, logger, version: VERSION, runAs });
   const onSignal = (sig: NodeJS.Signals): void => { void service.stop(`received ${sig}`); };
   process.on('SIGTERM', onSignal);

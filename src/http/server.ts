@@ -2,8 +2,10 @@
 // Routes live beside it (src/http/*.ts) and only call the service's side (Service, JobsApi,
 // Uploads): nothing here touches spool files. Every route validates its input with a JSON schema;
 // every error leaves as { error: { code: 'JR_E_…', message } } with the status its code maps to.
+import net from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Settings } from '../config.js';
+import { JrError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Service } from '../service.js';
 import { Auth } from './auth.js';
@@ -75,6 +77,23 @@ export async function startHttp(svc: Service, settings: Settings, log: Logger): 
   const { host, port } = parseListen(settings.listen);
   const loopback = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(host);
   const app = await buildApp(svc, settings, log, loopback);
-  const address = await app.listen({ host, port });
+  const address = await app.listen({ host, port }).catch(async (e: unknown) => { await app.close(); throw listenError(settings.listen, e); });
   return { address, close: () => app.close() };
+}
+
+/** JR_E_LISTEN for a --listen address that cannot be bound (in use, not this machine's, privileged). */
+function listenError(listen: string, e: unknown): JrError {
+  const why: Record<string, string> = { EADDRINUSE: 'the address is in use', EADDRNOTAVAIL: 'the address is not one of this machine\'s', EACCES: 'the port needs privilege', ENOTFOUND: 'the host name does not resolve' };
+  const code = (e as NodeJS.ErrnoException).code ?? '';
+  return new JrError('JR_E_LISTEN', `cannot listen on ${listen}: ${why[code] ?? (e as Error).message} (give another with --listen HOST:PORT, or --listen off)`, { cause: e });
+}
+
+/** Bind and release --listen once, before the service claims any job: a taken address fails start-up at once. */
+export async function checkListen(settings: Settings): Promise<void> {
+  const { host, port } = parseListen(settings.listen);
+  if (port === 0) return;
+  const srv = net.createServer();
+  await new Promise<void>((resolve, reject) => { srv.once('error', reject); srv.listen({ host, port, exclusive: true }, resolve); })
+    .catch((e: unknown) => { throw listenError(settings.listen, e); });
+  await new Promise<void>((r) => srv.close(() => r()));
 }

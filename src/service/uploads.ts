@@ -58,25 +58,36 @@ export class Uploads {
   readonly dir: string;
   constructor(private readonly queue: string) { this.dir = path.join(queue, UPLOADS); }
 
-  /** Create queue/.uploads, refusing one a submitter made (it must be ours and not writable by others). */
-  async open(): Promise<void> {
-    await mkdir(this.dir, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
-    const st = await lstat(this.dir);
+  /** True once queue/.uploads is known to be ours; records are read only from a directory we checked. */
+  private checked = false;
+
+  /**
+   * Check queue/.uploads, refusing one a submitter made (it must be ours and not writable by
+   * others). `create` makes it (the first upload does): a service that never receives an upload
+   * leaves queue/ as it found it.
+   */
+  async open(create = true): Promise<void> {
+    if (this.checked) return;
+    if (create) await mkdir(this.dir, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'EEXIST') throw e; });
+    const st = await lstat(this.dir).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT' && !create) return null; throw e; });
+    if (!st) return;
     const uid = process.getuid?.() ?? st.uid;
     if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
       throw new JrError('JR_E_CONFIG', `${this.dir} must be a directory owned by this service and writable only by it; move it away and restart`);
     }
+    this.checked = true;
   }
 
   /** The record of upload `id`, or null. */
   async get(id: string): Promise<UploadRecord | null> {
-    if (!isJobId(id)) return null;
+    if (!isJobId(id) || !this.checked) return null;
     try { return JSON.parse(await readFile(path.join(this.dir, `${id}.json`), 'utf8')) as UploadRecord; } catch { return null; }
   }
 
   /** All records (for listings by owner). */
   async all(): Promise<UploadRecord[]> {
     const out: UploadRecord[] = [];
+    if (!this.checked) return out;
     for (const f of await readdir(this.dir).catch(() => [] as string[])) {
       if (!f.endsWith('.json') || f.startsWith('.')) continue;
       const r = await this.get(f.slice(0, -5));
@@ -123,6 +134,7 @@ export class Uploads {
    * image nor xz leaves nothing behind. `complete` tells a whole body from a cut-off one.
    */
   async receive(body: Readable, o: { name: string; owner: string; limits: UploadLimits; declared: number | null; complete: () => boolean; onBytes?: (n: number) => void }): Promise<UploadRecord> {
+    await this.open(true);
     const id = newJobId();
     const tmp = path.join(this.queue, `.upload-${id}.part`);
     const recFile = path.join(this.dir, `${id}.json`);

@@ -31,7 +31,7 @@ export async function tierSpool(name: string, extra: string[] = [], opts: { defa
   await writeFile(path.join(root, 'config.json'), '{}');
   return {
     ...t, baseDir, qemu,
-    env: { JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_PREBUILT: '1' },
+    env: { JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_PREBUILT: '1', JOBRUNNER_LISTEN: 'off' /* not an HTTP test: no listener to collide on */ },
     args: ['--queue', t.queue, '--done', t.done, '--failed', t.failed, '--base-image-dir', baseDir, '--qemu', qemu, '--accel', 'tcg',
       ...withFlags(['--settle', '200ms', '--rescan-interval', '1s', '--boot-timeout', '4s', '--timeout', '20s', '--kill-grace', '1s', '--shutdown-grace', '2s',
       '--log-level', 'debug'], extra)],
