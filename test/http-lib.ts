@@ -124,6 +124,11 @@ export async function queueLeftovers(svc: ApiService): Promise<string[]> {
   return (await readdir(svc.queue)).filter((f) => !['.running', '.uploads', '.jobrunner.lock'].includes(f));
 }
 
+/** Upload records in queue/.uploads (none when the first upload has not made the directory yet). */
+export async function uploadRecords(svc: ApiService): Promise<string[]> {
+  return readdir(path.join(svc.queue, '.uploads')).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return []; throw e; });
+}
+
 /** Poll until fn returns a truthy value. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms: number): Promise<T> {
   const end = Date.now() + ms;

@@ -7,7 +7,7 @@ import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HAVE_BASE, makeJob, qemuProcessesFor, scratch } from '../helpers.js';
-import { addToken, queueLeftovers, rawRequest, startApiService, upload, waitFor, type ApiService } from '../http-lib.js';
+import { addToken, queueLeftovers, rawRequest, startApiService, upload, uploadRecords, waitFor, type ApiService } from '../http-lib.js';
 
 const sha = async (f: string): Promise<string> => createHash('sha256').update(await readFile(f)).digest('hex');
 
@@ -84,7 +84,7 @@ describe.skipIf(!HAVE_BASE)('HTTP API under attack (real service)', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(await queueLeftovers(svc)).toEqual([]);
     expect((await readdir(svc.queue)).filter((f) => f.startsWith('.upload-'))).toEqual([]);
-    expect(await readdir(path.join(svc.queue, '.uploads'))).toEqual([]);
+    expect(await uploadRecords(svc)).toEqual([]);
   });
 
   it('refuses bad, malformed, forged and revoked tokens with 401', async () => {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/spool/record.js';
 import { HAVE_BASE, jobTree, jobrunner, makeJob, qemuProcessesFor, scratch } from '../helpers.js';
-import { addToken, queueLeftovers, rawRequest, readSse, startApiService, upload, waitFor, type ApiService } from '../http-lib.js';
+import { addToken, queueLeftovers, rawRequest, readSse, startApiService, upload, uploadRecords, waitFor, type ApiService } from '../http-lib.js';
 
 interface JobJson { id: string; state: string; status: string | null; owner: string | null; position: number | null; heartbeat: { cpuSeconds: number } | null; urls: Record<string, string> }
 
@@ -49,7 +49,7 @@ describe.skipIf(!HAVE_BASE)('HTTP API (real service, real qemu)', () => {
     expect(reply).toMatch(/^HTTP\/1.1 413/);
     expect(reply).toContain('JR_E_TOO_LARGE');
     expect(await queueLeftovers(svc)).toEqual([]);
-    expect(await readdir(path.join(svc.queue, '.uploads'))).toEqual([]);
+    expect(await uploadRecords(svc)).toEqual([]);
   });
 
   it('a body cut off mid-upload leaves no file', async () => {
@@ -58,7 +58,7 @@ describe.skipIf(!HAVE_BASE)('HTTP API (real service, real qemu)', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(await queueLeftovers(svc)).toEqual([]);
     expect((await readdir(svc.queue)).filter((f) => f.startsWith('.upload-'))).toEqual([]);
-    expect(await readdir(path.join(svc.queue, '.uploads'))).toEqual([]);
+    expect(await uploadRecords(svc)).toEqual([]);
   });
 
   it('submit → follow live → resume with Last-Event-ID → final status on the stream → output.tar; queued cancel; 403 and 429', async () => {
@@ -99,6 +99,11 @@ describe.skipIf(!HAVE_BASE)('HTTP API (real service, real qemu)', () => {
     // The id given at upload is the one the status and the log carry.
     const published = JSON.parse(await readFile(path.join(svc.done, 'chatty.json'), 'utf8')) as JobStatus;
     expect(published.id).toBe(sub.id);
+    // ... and the service's own log lines about the job (uploaded, started, succeeded).
+    const about = svc.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; id?: string; name?: string })
+      .filter((l) => l.name === 'chatty' && ['job uploaded', 'job started', 'job succeeded'].includes(l.msg));
+    expect(about.map((l) => l.msg).sort()).toEqual(['job started', 'job succeeded', 'job uploaded']);
+    expect(about.every((l) => l.id === sub.id)).toBe(true);
 
     // Range on the log and the result.
     const part = await fetch(`${svc.url}${sub.urls.log}`, { headers: { range: 'bytes=0-9' } });
