@@ -38,7 +38,7 @@ function bare(img: string): Promise<number> {
 }
 
 // The template (one-time cost): built now if missing, as an operator would with `jobrunner template build`.
-const env = { ...process.env, JOBRUNNER_CONFIG: path.join(dir, 'config.json') };
+const env = { ...process.env, JOBRUNNER_CONFIG: path.join(dir, 'config.json'), JOBRUNNER_LISTEN: 'off' };
 const tb = Date.now();
 const built = execFileSync(path.join(ROOT, 'jobrunner'), ['template', 'build'], { env }).toString().trim();
 console.log(`${built} [${((Date.now() - tb) / 1000).toFixed(1)} s wall for this command]`);

@@ -21,7 +21,7 @@ function service(backend: Backend): Svc {
   writeFileSync(path.join(root, 'config.json'), '{}');
   const child = spawn(path.join(ROOT, 'jobrunner'), ['--queue', spool.queue, '--done', spool.done, '--failed', spool.failed,
     '--backend', backend, '--log-level', 'warn'],
-  { env: { ...process.env, ...cluster.env, JOBRUNNER_CONFIG: path.join(root, 'config.json') }, stdio: ['ignore', 'inherit', 'inherit'] });
+  { env: { ...process.env, ...cluster.env, JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_LISTEN: 'off' }, stdio: ['ignore', 'inherit', 'inherit'] });
   return { spool, child };
 }
 

@@ -30,6 +30,14 @@ convict.addFormat({
   coerce: (v: unknown) => (typeof v === 'number' ? v : /^\d+$/.test(String(v)) ? Number(v) : NaN),
 });
 convict.addFormat({
+  name: 'listen',
+  validate(v: unknown) {
+    if (v !== 'off' && !(typeof v === 'string' && /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(v) && Number(v.slice(v.lastIndexOf(':') + 1)) < 65536)) {
+      throw new Error('must be HOST:PORT (127.0.0.1:7480, [::1]:7480, 0.0.0.0:7480) or off');
+    }
+  },
+});
+convict.addFormat({
   name: 'xz-preset',
   validate(v: unknown) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 9) throw new Error('must be an xz preset from 0 to 9');
@@ -77,6 +85,12 @@ const schema = {
   depsCacheSize: { doc: 'Bound on the deps cache; least recently used layers and .debs go first', format: 'size', default: '20G', env: 'JOBRUNNER_DEPS_CACHE_SIZE', arg: 'deps-cache-size' },
   // --- end deps
   start: { doc: 'How a job VM starts: restore (from a saved, pre-booted template of the base image, built on first need; falls back to cold with a warning) or cold (a full boot; the default until the whole suite has run with restore)', format: ['restore', 'cold'], default: 'cold', env: 'JOBRUNNER_START', arg: 'start' },
+  // The HTTP API and dashboard (issue 14, src/http).
+  listen: { doc: 'HTTP API and dashboard address HOST:PORT, or off', format: 'listen', default: '127.0.0.1:7480', env: 'JOBRUNNER_LISTEN', arg: 'listen' },
+  tokens: { doc: 'API token file (sha256 of each token, mode 0600); "" = jobrunner.tokens.json beside the config file', format: String, default: '', env: 'JOBRUNNER_TOKENS', arg: 'tokens' },
+  publicRead: { doc: 'Let anyone read job status, logs and results on a non-loopback --listen (loopback is always open)', format: Boolean, default: false, env: 'JOBRUNNER_PUBLIC_READ', arg: 'public-read' },
+  httpIdleTimeout: { doc: 'An HTTP connection silent this long is closed (stalled uploads, slow-drip bodies)', format: 'duration', default: '60s', env: 'JOBRUNNER_HTTP_IDLE_TIMEOUT', arg: 'http-idle-timeout' },
+  diskReserve: { doc: 'Uploads are refused (507) when they would leave less than this free in the queue', format: 'size', default: '1G', env: 'JOBRUNNER_DISK_RESERVE', arg: 'disk-reserve' },
   logLevel: { doc: 'Log level: fatal, error, warn, info, debug, trace', format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', env: 'JOBRUNNER_LOG_LEVEL', arg: 'log-level' },
 };
 
@@ -91,6 +105,7 @@ export type Settings = {
   // deps (issue 11)
   maxMemory: number; maxCpus: number; maxTimeout: number; maxDisk: number; depsCache: string; depsCacheSize: number;
   start: 'restore' | 'cold';
+  listen: string; tokens: string; publicRead: boolean; diskReserve: number; httpIdleTimeout: number;
 };
 export type SettingKey = keyof Settings;
 
@@ -153,9 +168,15 @@ export function loadSettings(argv: string[], env: NodeJS.ProcessEnv = process.en
   const settings = conf.getProperties() as unknown as Settings;
   if (!settings.baseImageDir) settings.baseImageDir = path.join(REPO_ROOT, 'base-image');
   if (!settings.depsCache) settings.depsCache = path.join(settings.baseImageDir, '..', 'deps-cache'); // deps (issue 11)
+  settings.tokens = settings.tokens ? path.resolve(settings.tokens) : defaultTokenFile(file, env);
   for (const k of ['queue', 'done', 'failed', 'baseImageDir', 'depsCache'] as const) settings[k] = path.resolve(settings[k]);
   if (settings.memory < 128 * 1024 * 1024) throw new JrError('JR_E_CONFIG', `Expected memory to be at least 128M, got ${settings.memory} bytes`);
   return { settings, rest, configFile: file };
+}
+
+/** The token file when --tokens is not given: beside the config file (or where ~/.jobrunner.json would be). */
+export function defaultTokenFile(configFile: string | null, env: NodeJS.ProcessEnv): string {
+  return path.join(path.dirname(path.resolve(configFile ?? path.join(env.HOME ?? os.homedir(), '.jobrunner.json'))), 'jobrunner.tokens.json');
 }
 
 /** `--help` text for the given settings, generated from the schema so it cannot drift. */

@@ -17,6 +17,18 @@ export type ErrorCode =
   | 'JR_E_INFRA'         // the machinery that runs jobs (a build node, the batch engine) failed the same job max-attempts times
   | 'JR_E_SLURM'         // a Slurm command failed or said something we cannot read
   | 'JR_E_TEMPLATE'      // a VM template could not be built, verified or restored (the job boots cold)
+  // The HTTP API (issue 14): src/http/errors.ts maps each to its status code.
+  | 'JR_E_LISTEN'        // --listen cannot be bound (in use, not this machine's address): the service does not start
+  | 'JR_E_REQUEST'       // a malformed request (schema validation, bad parameter): 400
+  | 'JR_E_AUTH'          // no or unknown token: 401
+  | 'JR_E_FORBIDDEN'     // a token acting on what is not its own: 403
+  | 'JR_E_NOT_FOUND'     // no such job or route: 404
+  | 'JR_E_CONFLICT'      // the job is past the point where this applies (cancel a finished job): 409
+  | 'JR_E_TOO_LARGE'     // an upload over the size cap: 413
+  | 'JR_E_RANGE'         // a Range that does not fit the file: 416
+  | 'JR_E_RATE'          // a token over its limits: 429
+  | 'JR_E_UNAVAILABLE'   // the service is stopping: 503
+  | 'JR_E_NO_SPACE'      // the queue's disk would drop below its reserve: 507
   | 'JR_E_INTERNAL';     // a bug
 
 export interface ErrorContext {
@@ -29,6 +41,8 @@ export interface ErrorContext {
   durationMs?: number;
   stderrTail?: string;
   cause?: unknown;
+  /** JR_E_RATE: seconds until the request may succeed (the Retry-After header). */
+  retryAfter?: number;
 }
 
 /** An error with a stable JR_E_* code and the context needed to explain it to an operator. */

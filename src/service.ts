@@ -1,5 +1,7 @@
 // The service: owns start-up (spool lock, recovery of stale claims, orphan qemu, temp sweep), the
 // watcher, and drain on stop. Emits everything through the one logger; prints nothing itself.
+import { EventEmitter } from 'node:events';
+import { rename, statfs } from 'node:fs/promises';
 import type { Settings } from './config.js';
 import { messageOf } from './errors.js';
 import { loadBaseImage } from './image/base.js';
@@ -12,7 +14,10 @@ import { mapLimit } from './semaphore.js';
 import { barrierStats } from './fsync-shared.js';
 import { prescreenClaim } from './job/prescreen.js';
 import type { RunAs } from './run-as.js';
-import { claim, dropClaim, writeLease, type Claim } from './spool/claim.js';
+import { claim, dropClaim, newJobId, RUNNING, writeLease, type Claim } from './spool/claim.js';
+import { JobsApi } from './service/api.js';
+import { TokenStore } from './service/tokens.js';
+import { Uploads } from './service/uploads.js';
 import { parseSubmission } from './spool/names.js';
 import { screenClaimed } from './spool/reject.js';
 import { Spool } from './spool/spool.js';
@@ -62,6 +67,16 @@ export class Service {
   /** What intake did since start (for the progress log). */
   private readonly tally = { claimed: 0, rejected: 0, scheduled: 0 };
   private lastProgress = { at: 0, claimed: 0 };
+  // --- HTTP API (issue 14): uploads carry their id into the claim; cancel; events for followers.
+  /** Every job event, for the API's followers and index (`job` events). */
+  readonly events = new EventEmitter();
+  readonly uploads: Uploads;
+  readonly tokens: TokenStore;
+  readonly api: JobsApi;
+  /** Scheduled jobs: their cancel switch and whether their task has started. */
+  private readonly live = new Map<string, { cancel: AbortController; started: boolean; skip: boolean; claim: Claim }>();
+  private startedAt = new Date();
+  // --- end HTTP API fields
 
   constructor(private readonly o: ServiceOptions) {
     this.s = o.settings;
@@ -70,6 +85,10 @@ export class Service {
     this.scheduler = new Scheduler(o.settings.concurrency);
     this.accel = new AccelState(o.settings.accel);
     this.runner = o.runner ?? (o.settings.backend === 'slurm' ? slurmRunner({ ...o.settings, baseImageDir: path.resolve(o.settings.baseImageDir) }) : undefined);
+    this.uploads = new Uploads(o.settings.queue);
+    this.tokens = new TokenStore(o.settings.tokens);
+    this.api = new JobsApi({ settings: o.settings, uploads: this.uploads });
+    this.events.setMaxListeners(0); // one per log follower
   }
 
   async start(): Promise<void> {
@@ -87,6 +106,10 @@ export class Service {
     }
     const scratch = await this.spool.sweepScratch(); // no VM of this spool runs now: we hold its lock
     if (scratch > 0) this.log.info({ dirs: scratch }, 'removed qemu scratch directories left by a previous run');
+    await this.uploads.open(false); // made by the first upload; checked now if a previous run made it
+    const parts = await this.uploads.sweep();
+    if (parts > 0) this.log.info({ files: parts }, 'removed incomplete uploads left by a previous run');
+    await this.api.load();
     await this.recover();
     this.watcher = new QueueWatcher({
       dir: s.queue, settleMs: s.settle, rescanMs: s.rescanInterval,
@@ -99,6 +122,66 @@ export class Service {
     if (s.once) this.onceTimer = setInterval(() => { void this.checkOnceDone(); }, 500);
   }
 
+  /** True once stop() began: the API refuses new uploads. */
+  get isStopping(): boolean { return this.stopping; }
+
+  /** The machine at a glance, for the dashboard and metrics. */
+  async machine(): Promise<{ version: string; accel: string; accelReason: string; concurrency: number; running: number; diskFree: number | null; timeout: number; startedAt: string }> {
+    const a = await this.accel.get();
+    const fs = await statfs(this.s.queue).catch(() => null);
+    return { version: this.o.version, accel: a.accel, accelReason: a.reason, concurrency: this.s.concurrency, running: this.scheduler.running,
+      diskFree: fs ? fs.bavail * fs.bsize : null, timeout: this.s.timeout / 1000, startedAt: this.startedAt.toISOString() };
+  }
+
+  /**
+   * Cancel job `id` (the API checked the owner): a queued upload is claimed and published as
+   * cancelled at once; a claimed one that has not started is published without waiting for a
+   * slot; a running one has its VM killed (TERM, then KILL) and is published as cancelled.
+   * Resolves once the job is published. 'finished'/'unknown' when there is nothing to cancel.
+   */
+  async cancel(id: string, reason: string): Promise<'cancelled' | 'finished' | 'unknown'> {
+    // Subscribed before the abort: the job's end cannot be missed.
+    const endOf = (): Promise<void> => new Promise<void>((resolve) => {
+      const on = (ev: JobEvent): void => {
+        if (ev.id === id && (ev.type === 'finished' || ev.type === 'stuck' || ev.type === 'requeued')) { this.events.off('job', on); resolve(); }
+      };
+      this.events.on('job', on);
+    });
+    const entry = this.live.get(id);
+    if (entry) {
+      const ended = endOf();
+      entry.cancel.abort(reason);
+      if (!entry.started) {
+        entry.skip = true; // its scheduled task, when it comes, does nothing
+        void this.runClaim(entry.claim, entry.cancel.signal).finally(() => this.live.delete(id));
+      }
+      await ended;
+      return 'cancelled';
+    }
+    const rec = await this.uploads.get(id);
+    if (rec && !rec.claimedAt && !this.claiming.has(rec.file)) {
+      const sub = parseSubmission(rec.file);
+      const mine = sub ? await this.uploads.match(rec.file) : null;
+      if (sub && mine) {
+        this.claiming.add(rec.file);
+        try {
+          const c = await claim(this.s.queue, { ...sub, name: mine.name }, new Date(mine.uploadedAt), undefined, mine.id);
+          if (c && await this.uploads.confirm(mine, c.input)) {
+            const ended = endOf();
+            const ctl = new AbortController();
+            ctl.abort(reason);
+            void this.runClaim(c, ctl.signal);
+            await ended;
+            return 'cancelled';
+          }
+          if (c) this.schedule(c); // not the upload after all (see intake): run it as what it is
+        } finally { this.claiming.delete(rec.file); }
+      }
+    }
+    return (await this.api.get(id))?.state === 'finished' ? 'finished' : 'unknown';
+  }
+  // --- end HTTP API methods
+
   /** Stop intake; running jobs get shutdownGrace to finish, then are killed and left for requeue. */
   async stop(why: string): Promise<void> {
     if (this.stopping) return;
@@ -107,6 +190,7 @@ export class Service {
     if (this.onceTimer) clearInterval(this.onceTimer);
     await this.watcher?.close();
     this.scheduler.clearPending();
+    for (const e of this.live.values()) if (!e.started) e.skip = true;
     const idle = this.scheduler.onIdle();
     const grace = new Promise<'grace'>((r) => setTimeout(() => r('grace'), this.s.shutdownGrace).unref());
     if (await Promise.race([idle.then(() => 'idle' as const), grace]) === 'grace') {
@@ -184,9 +268,12 @@ export class Service {
     if (!sub) { this.log.debug({ file: c.file }, 'ignoring a queue entry that is not *.img or *.img.xz'); return; }
     this.claiming.add(c.file);
     try {
+      // An API upload keeps the id (and name) it was given at upload; see service/uploads.ts.
+      const up = c.submitted === undefined ? await this.uploads.match(c.file) : null;
       // Claim whatever the entry is, then look at it where the submitter can no longer swap it.
-      const claimed = await claim(this.s.queue, sub, c.mtime, c.submitted);
+      let claimed = await claim(this.s.queue, up ? { ...sub, name: up.name } : sub, c.mtime, c.submitted, up?.id);
       if (!claimed) return;
+      if (up && !await this.uploads.confirm(up, claimed.input)) claimed = await this.reId(claimed, sub.name);
       this.tally.claimed++;
       const rejected = await screenClaimed(this.s, claimed, this.o.version);
       if (rejected) {
@@ -226,23 +313,54 @@ export class Service {
   }
 
   private schedule(c: Claim): void {
-    this.scheduler.add(c.lease.id, async () => {
-      if (this.stopping && this.abort.signal.aborted) return;
+    const id = c.lease.id;
+    if (this.live.has(id)) return;
+    const entry = { cancel: new AbortController(), started: false, skip: false, claim: c };
+    this.live.set(id, entry);
+    const added = this.scheduler.add(id, async () => {
+      if (entry.skip || (this.stopping && this.abort.signal.aborted)) return;
+      entry.started = true;
       try {
-        await runJob(c, {
-          settings: this.s, accel: this.accel, version: this.o.version, signal: this.abort.signal, runAs: this.o.runAs, runner: this.runner,
-          emit: (ev) => this.event(ev),
-        });
-      } catch (e) {
-        this.log.error({ id: c.lease.id, err: messageOf(e) }, 'job failed inside the service (left claimed for the next start)');
+        await this.runClaim(c, entry.cancel.signal);
       } finally {
+        this.live.delete(id);
         // A slot frees once the scheduler has dropped this job: then intake may claim the next one.
         setImmediate(() => { if (!this.stopping) void this.watcher?.rescan().catch((e: unknown) => this.log.error({ err: messageOf(e) }, 'queue watcher error')); });
       }
     });
+    if (!added) this.live.delete(id);
+  }
+
+  private async runClaim(c: Claim, cancel: AbortSignal): Promise<void> {
+    try {
+      await runJob(c, {
+        settings: this.s, accel: this.accel, version: this.o.version, signal: this.abort.signal, runAs: this.o.runAs, runner: this.runner,
+        emit: (ev) => this.event(ev), cancel,
+      });
+    } catch (e) {
+      this.log.error({ id: c.lease.id, err: messageOf(e) }, 'job failed inside the service (left claimed for the next start)');
+    }
+  }
+
+  /**
+   * A file named like an upload whose inode was swapped between the check and the claim: it is
+   * not that upload, so it must not carry its id. Give its claim a fresh id (rename of the claim dir).
+   */
+  private async reId(c: Claim, name: string): Promise<Claim> {
+    const id = newJobId();
+    const dir = path.join(this.s.queue, RUNNING, id);
+    await rename(c.dir, dir);
+    const lease = { ...c.lease, id, name };
+    await writeLease(dir, lease);
+    this.log.warn({ id, submitted: c.lease.submitted }, 'a queue entry named like an upload was not that upload: it got an id of its own');
+    return { dir, lease, input: path.join(dir, path.basename(c.input)) };
   }
 
   private event(ev: JobEvent): void {
+    if (ev.type === 'finished') {
+      // Index the result before anyone hears of it: a follower woken by this finds it published.
+      void this.api.published(ev.path).then(() => this.events.emit('job', ev), () => this.events.emit('job', ev));
+    } else this.events.emit('job', ev);
     const { type, ...rest } = ev;
     switch (type) {
       case 'started': this.log.info(rest, 'job started'); break;

@@ -13,6 +13,8 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   extract: { summary: 'pull files out of a result image (.img or .img.xz, no root)', load: async () => (await import('./extract.js')).main },
   'node-run': { summary: 'node side of --backend slurm: boot a claimed job (run by Slurm, not by hand)', load: async () => (await import('./node-run.js')).nodeRunMain },
   deps: { summary: 'list or prune the cache of fetched .debs and derived base layers', load: async () => (await import('./deps.js')).depsMain },
+  submit: { summary: 'submit a job directory or image to a jobrunner (HTTP API or the local queue)', load: async () => (await import('./submit.js')).submitMain },
+  token: { summary: 'add, list or revoke API tokens (HTTP submit and cancel)', load: async () => (await import('./token.js')).tokenMain },
   demo: { summary: 'package examples/hello, run it through the service, show the result', load: async () => (await import('./demo.js')).demoMain },
   template: { summary: 'build or check the saved VM template jobs restore from (--start restore)', load: async () => (await import('./template.js')).templateMain },
 };

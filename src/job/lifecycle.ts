@@ -46,6 +46,8 @@ export interface LifecycleDeps {
   runAs?: RunAs;
   /** What runs the prepared job (default: the qemu VM, vmRunner(accel)). */
   runner?: Runner;
+  /** Cancel (DELETE through the API): kill the VM and publish the job to failed/ as `cancelled`. */
+  cancel?: AbortSignal;
 }
 
 export type JobEnd =
@@ -98,10 +100,15 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
   await writeLease(dir, lease);
   emit({ type: 'started', id: lease.id, name: lease.name, attempt: lease.attempt });
 
+  // Shutdown and cancel both stop the VM; which one it was decides requeue or `cancelled`.
+  const stopSignal = deps.cancel ? AbortSignal.any([deps.signal, deps.cancel]) : deps.signal;
+  const cancelled = (): Verdict | null => (deps.cancel?.aborted && !deps.signal.aborted
+    ? { status: 'cancelled', exitCode: null, reason: String(deps.cancel.reason ?? 'cancelled'), publishWork: false } : null);
   try {
     let verdict: Verdict;
     let inputHash: Promise<string | null> = Promise.resolve(null);
     try {
+      if (deps.cancel?.aborted) throw new JrError('JR_E_INTERNAL', 'cancelled before it started');
       if (lease.attempt > s.maxAttempts) {
         throw new JrError('JR_E_INTERRUPTED', `interrupted: the service stopped while running this job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts})`, { jobId: lease.id });
       }
@@ -119,7 +126,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         // Hashing a large sparse input takes seconds: do it while the VM runs (the input is never
         // written), and collect the digest before publishing.
         inputHash = digestFile(input).then((d) => d.sha256, () => null);
-        if (lease.compressed) await decompressFile(input, paths.work, { sizeCap: s.maxImageSize, signal: deps.signal });
+        if (lease.compressed) await decompressFile(input, paths.work, { sizeCap: s.maxImageSize, signal: stopSignal });
         else { await checkJobImage(input, s.maxImageSize); await copySparse(input, paths.work); }
         await checkJobImage(paths.work, s.maxImageSize);
       });
@@ -149,7 +156,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       await handOver(deps.runAs, [paths.work, vmTmp]);
       const chosen = facts.base;
       const vm = await step('run', () => runner.run({
-        image: paths.work, base: chosen, settings: vmSettings, rootLayers: prepared?.rootLayers, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: deps.signal,
+        image: paths.work, base: chosen, settings: vmSettings, rootLayers: prepared?.rootLayers, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: stopSignal,
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
         job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
           onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },
@@ -171,19 +178,22 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         continue;
       }
       // Shutdown: a remote run goes on without us; the next start re-attaches to it.
-      if (vm.end === 'aborted') return await requeue(vm.reason);
+      if (vm.end === 'aborted' && !cancelled()) return await requeue(vm.reason);
       lease.remote = null;
       emit({ type: 'booted', id: lease.id, name: lease.name, accel: vm.accel });
       facts.timings.boot = vm.bootMs;
       facts.timings.run = vm.bootMs === null ? null : vm.totalMs - vm.bootMs;
-      verdict = verdictOf(vm);
+      verdict = cancelled() ?? verdictOf(vm);
       break;
       }
     } catch (e) {
       if (deps.signal.aborted) return await requeue('shutdown');
+      const c = cancelled();
+      if (c) { verdict = c; } else {
       const rejected = isJrError(e, 'JR_E_INPUT') || isJrError(e, 'JR_E_XZ');
       const interrupted = isJrError(e, 'JR_E_INTERRUPTED');
       verdict = { status: rejected ? 'rejected' : interrupted ? 'failed' : 'error', exitCode: null, reason: messageOf(e), publishWork: false };
+      }
     }
 
     move(verbFor(verdict.status));

@@ -4,9 +4,9 @@
 import { JrError } from '../errors.js';
 import type { FinalStatus, JobState } from '../spool/record.js';
 
-export type Verb = 'claim' | 'start' | 'succeed' | 'fail' | 'timeout' | 'bootFail' | 'reject' | 'error' | 'requeue' | 'stick' | 'recover';
+export type Verb = 'claim' | 'start' | 'succeed' | 'fail' | 'timeout' | 'bootFail' | 'reject' | 'error' | 'requeue' | 'stick' | 'recover' | 'cancel';
 
-const FINAL: JobState[] = ['succeeded', 'failed', 'timeout', 'boot-failed', 'rejected', 'error'];
+const FINAL: JobState[] = ['succeeded', 'failed', 'timeout', 'boot-failed', 'rejected', 'error', 'cancelled'];
 
 const TABLE: Record<Verb, { from: JobState[]; to: JobState }> = {
   claim: { from: ['queued', 'requeued'], to: 'claimed' },
@@ -25,6 +25,8 @@ const TABLE: Record<Verb, { from: JobState[]; to: JobState }> = {
   stick: { from: FINAL, to: 'stuck' },
   // Start-up: every claim a previous service left, wherever it stopped, is run again.
   recover: { from: ['claimed', 'running', 'requeued', 'stuck', ...FINAL], to: 'requeued' },
+  // A DELETE through the API (issue 14): a queued, claimed or running job ends in failed/ as cancelled.
+  cancel: { from: ['queued', 'claimed', 'running'], to: 'cancelled' },
 };
 
 /** Apply `verb` to `state`; throws JR_E_INTERNAL when the move is not allowed. */
@@ -36,7 +38,7 @@ export function transition(state: JobState, verb: Verb): JobState {
 
 /** The verb that ends a run with the given final status. */
 export function verbFor(status: FinalStatus): Verb {
-  const m: Record<FinalStatus, Verb> = { succeeded: 'succeed', failed: 'fail', timeout: 'timeout', 'boot-failed': 'bootFail', rejected: 'reject', error: 'error' };
+  const m: Record<FinalStatus, Verb> = { succeeded: 'succeed', failed: 'fail', timeout: 'timeout', 'boot-failed': 'bootFail', rejected: 'reject', error: 'error', cancelled: 'cancel' };
   return m[status];
 }
 

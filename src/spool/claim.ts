@@ -67,8 +67,7 @@ export async function writeLease(dir: string, lease: Lease): Promise<void> {
  * which recovery deletes (the file is still queued). Returns null when the file vanished (claimed
  * or removed by someone else). `submitted` overrides the shown name (undecodable names).
  */
-export async function claim(queueDir: string, sub: Submission, mtime: Date, submitted?: string): Promise<Claim | null> {
-  const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+export async function claim(queueDir: string, sub: Submission, mtime: Date, submitted?: string, id: string = newJobId()): Promise<Claim | null> {
   const dir = path.join(queueDir, RUNNING, id);
   await mkdir(dir, { mode: 0o755 });
   const lease: Lease = {
@@ -94,6 +93,16 @@ export async function claim(queueDir: string, sub: Submission, mtime: Date, subm
   // The move is durable before anyone acts on the claim (shared the same way).
   await syncShared(queueDir);
   return { dir, lease, input };
+}
+
+/** A fresh job id: time-ordered, unguessable (an upload gets it at upload time, see service/uploads.ts). */
+export function newJobId(): string {
+  return `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+/** True when `s` has the shape of a job id (ids reach paths: nothing else may pass). */
+export function isJobId(s: string): boolean {
+  return /^[0-9a-z]{6,12}-[0-9a-f]{8}$/.test(s);
 }
 
 export interface StaleClaim {

@@ -3,7 +3,7 @@
 // spool because it is the spool's output format: the job layer fills it, the spool writes it.
 
 /** Final statuses, as written in NAME.json. */
-export type FinalStatus = 'succeeded' | 'failed' | 'timeout' | 'boot-failed' | 'rejected' | 'error';
+export type FinalStatus = 'succeeded' | 'failed' | 'timeout' | 'boot-failed' | 'rejected' | 'error' | 'cancelled';
 
 /**
  * Where a job is, as kept in its lease (job/state.ts moves it, through its transition table).

@@ -14,7 +14,7 @@ async function spool(name: string, extra: string[] = []): Promise<Spool> {
   const root = await scratch(name);
   const s = { root, queue: path.join(root, 'queue'), done: path.join(root, 'done'), failed: path.join(root, 'failed') };
   await writeFile(path.join(root, 'config.json'), '{}');
-  return { ...s, env: { JOBRUNNER_CONFIG: path.join(root, 'config.json') },
+  return { ...s, env: { JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_LISTEN: 'off' /* not an HTTP test */ },
     args: ['--queue', s.queue, '--done', s.done, '--failed', s.failed, '--settle', '300ms', '--rescan-interval', '2s', '--log-level', 'debug', ...extra] };
 }
 

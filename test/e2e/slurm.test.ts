@@ -22,7 +22,7 @@ function service(s: Spool, c: Cluster, extra: string[]): { child: ChildProcess; 
   const args = ['--queue', s.queue, '--done', s.done, '--failed', s.failed, '--settle', '300ms', '--rescan-interval', '2s',
     '--backend', 'slurm', '--memory', '384M', '--cpus', '1', '--log-level', 'debug', ...extra];
   const child = spawn(path.join(REPO, 'jobrunner'), args, {
-    env: { ...process.env, ...c.env, JOBRUNNER_CONFIG: path.join(s.root, 'config.json') }, stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...c.env, JOBRUNNER_CONFIG: path.join(s.root, 'config.json'), JOBRUNNER_LISTEN: 'off' /* not an HTTP test */ }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });

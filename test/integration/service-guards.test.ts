@@ -9,7 +9,7 @@ import { HAVE_BASE, REPO, makeJob, scratch } from '../helpers.js';
 function service(root: string, extra: string[] = []): Promise<{ code: number | null; out: string }> {
   const args = ['--queue', path.join(root, 'queue'), '--done', path.join(root, 'done'), '--failed', path.join(root, 'failed'), '--settle', '300ms', ...extra];
   return new Promise((resolve) => {
-    const c = spawn(path.join(REPO, 'jobrunner'), args, { env: { ...process.env, JOBRUNNER_CONFIG: path.join(root, 'c.json') } });
+    const c = spawn(path.join(REPO, 'jobrunner'), args, { env: { ...process.env, JOBRUNNER_CONFIG: path.join(root, 'c.json'), JOBRUNNER_LISTEN: 'off' } });
     let out = '';
     c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     c.stderr.on('data', (d: Buffer) => { out += d.toString(); });

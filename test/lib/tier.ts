@@ -31,7 +31,7 @@ export async function tierSpool(name: string, extra: string[] = [], opts: { defa
   await writeFile(path.join(root, 'config.json'), '{}');
   return {
     ...t, baseDir, qemu,
-    env: { JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_PREBUILT: '1' },
+    env: { JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_PREBUILT: '1', JOBRUNNER_LISTEN: 'off' /* not an HTTP test: no listener to collide on */ },
     args: ['--queue', t.queue, '--done', t.done, '--failed', t.failed, '--base-image-dir', baseDir, '--qemu', qemu, '--accel', 'tcg',
       // --start cold: the fake qemu does not speak migration or QMP, so it cannot be restored; the
       // restore path is tested on real qemu (test/e2e/restore.test.ts), its fallback here (start-fallback).

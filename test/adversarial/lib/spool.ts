@@ -17,7 +17,7 @@ export async function makeSpool(name: string, extra: string[] = [], dirs: Partia
   const s = { root, queue: path.join(root, 'queue'), done: dirs.done ?? path.join(root, 'done'), failed: dirs.failed ?? path.join(root, 'failed') };
   for (const d of [s.queue, s.done, s.failed]) await mkdir(d, { recursive: true });
   await writeFile(path.join(root, 'config.json'), '{}');
-  return { ...s, env: { JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_PREBUILT: '1' },
+  return { ...s, env: { JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_PREBUILT: '1', JOBRUNNER_LISTEN: 'off' /* not an HTTP test */ },
     args: ['--queue', s.queue, '--done', s.done, '--failed', s.failed, '--settle', '300ms', '--rescan-interval', '1s', '--log-level', 'debug', ...extra] };
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { transition } from '../../../src/job/state.js';
+import { publishesToDone, transition, verbFor } from '../../../src/job/state.js';
 
 describe('job state machine', () => {
   it('allows the normal path and forbids impossible moves', () => {
@@ -12,6 +12,14 @@ describe('job state machine', () => {
     expect(transition('running', 'requeue')).toBe('requeued');
     // max-attempts: an interrupted job fails straight from its claim, without running again.
     expect(transition('claimed', 'fail')).toBe('failed');
+  });
+
+  it('cancel (issue 14): from queued, claimed or running to cancelled, published to failed/, never twice', () => {
+    for (const from of ['queued', 'claimed', 'running'] as const) expect(transition(from, 'cancel')).toBe('cancelled');
+    expect(() => transition('cancelled', 'cancel')).toThrow(/cannot cancel/);
+    expect(() => transition('succeeded', 'cancel')).toThrow(/cannot cancel/);
+    expect(verbFor('cancelled')).toBe('cancel');
+    expect(publishesToDone('cancelled')).toBe(false);
   });
 });
 

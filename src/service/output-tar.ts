@@ -1,0 +1,30 @@
+// A finished job's /job/output as a tar stream, read from its result image without mounting:
+// the .img.xz is decompressed (memory-bounded) to a sparse temp file and the tree is read by the
+// confined image reader (image/tar-tree.ts: extractTree's name checks and caps, then GNU tar on
+// our own copy). One function, so the route does not care how the image is read.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { JrError } from '../errors.js';
+import { imageHas } from '../image/extract-tree.js';
+import { tarTree } from '../image/tar-tree.js';
+import { decompressFile } from '../xz/decompress.js';
+
+/** Tar stream of /output inside result `xzFile`; call cleanup() when the stream is done. */
+export async function outputTar(xzFile: string, sizeCap: number): Promise<{ stream: Readable; cleanup: () => Promise<void> }> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'jobrunner-outtar-'));
+  const cleanup = (): Promise<void> => rm(tmp, { recursive: true, force: true });
+  try {
+    const image = path.join(tmp, 'image.img');
+    await decompressFile(xzFile, image, { sizeCap });
+    if (!await imageHas(image, '/output')) throw new JrError('JR_E_NOT_FOUND', 'the job left no /job/output');
+    const stream = await tarTree(image, '/output');
+    // tarTree has copied the tree out before it returns: the decompressed image can go now.
+    await rm(image, { force: true });
+    return { stream, cleanup: async () => { stream.destroy(); await cleanup(); } };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}

@@ -1,0 +1,161 @@
+// The pure parts of the HTTP API: Range parsing, /proc parsing for the heartbeat, token store
+// (0600, sha256 only, revoke), per-token quota, and the log follower's offsets across the switch
+// from the claim's console.log to the published NAME.log.
+import { appendFile, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadSettings } from '../../src/config.js';
+import { isJrError } from '../../src/errors.js';
+import { parseListen } from '../../src/http/server.js';
+import { parseRange } from '../../src/http/range.js';
+import type { JobStatus } from '../../src/spool/record.js';
+import { cpuSecondsFromStat, writeBytesFromIo } from '../../src/service/heartbeat.js';
+import { followLog } from '../../src/service/log-tail.js';
+import type { LogSource } from '../../src/service/log-tail.js';
+import { Quota } from '../../src/service/quota.js';
+import { addToken, readTokens, revokeToken, TokenStore } from '../../src/service/tokens.js';
+import { idInFileName, uploadFileName } from '../../src/service/uploads.js';
+
+const tmp = (): Promise<string> => mkdtemp(path.join(os.tmpdir(), 'jr-http-unit-'));
+
+describe('parseRange', () => {
+  it('handles A-B, A-, -N and refuses what does not fit', () => {
+    expect(parseRange(undefined, 100)).toBeNull();
+    expect(parseRange('bytes=0-9', 100)).toEqual([0, 9]);
+    expect(parseRange('bytes=90-', 100)).toEqual([90, 99]);
+    expect(parseRange('bytes=-10', 100)).toEqual([90, 99]);
+    expect(parseRange('bytes=50-1000', 100)).toEqual([50, 99]);
+    for (const bad of ['bytes=100-', 'bytes=5-2', 'items=0-1', 'bytes=0-1,3-4', 'bytes=-']) {
+      expect(() => parseRange(bad, 100)).toThrow();
+    }
+  });
+});
+
+describe('heartbeat parsing', () => {
+  it('reads utime+stime after a comm with spaces and parentheses', () => {
+    const stat = '1234 (qemu (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 100 0 0';
+    expect(cpuSecondsFromStat(stat)).toBe(3);
+    expect(cpuSecondsFromStat('garbage')).toBeNull();
+    expect(writeBytesFromIo('rchar: 1\nwchar: 2\nread_bytes: 3\nwrite_bytes: 4096\ncancelled_write_bytes: 0\n')).toBe(4096);
+  });
+});
+
+describe('upload file names', () => {
+  it('carry an id that only an upload-shaped name yields', () => {
+    expect(idInFileName(uploadFileName('hello', 'mx7cchim-5d020704', true))).toBe('mx7cchim-5d020704');
+    expect(idInFileName('hello~../../etc.img')).toBeNull();
+    expect(idInFileName('hello.img')).toBeNull();
+  });
+});
+
+describe('token store', () => {
+  it('keeps only sha256 in a 0600 file, verifies, picks up additions at once, revokes', async () => {
+    const dir = await tmp();
+    const file = path.join(dir, 'tokens.json');
+    const store = new TokenStore(file);
+    expect(await store.verify('jr_nothing')).toBeNull();
+    const a = await addToken(file, 'alice', { maxActive: 2, maxImageSize: null, ratePerMin: null });
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect(await readFile(file, 'utf8')).not.toContain(a);
+    expect((await store.verify(a))?.name).toBe('alice');
+    expect(await store.verify(a + 'x')).toBeNull();
+    await expect(addToken(file, 'alice', { maxActive: null, maxImageSize: null, ratePerMin: null })).rejects.toThrow(/exists/);
+    await expect(addToken(file, '../evil', { maxActive: null, maxImageSize: null, ratePerMin: null })).rejects.toThrow(/token name/);
+    expect(await revokeToken(file, 'alice')).toBe(true);
+    expect(await readTokens(file)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await store.verify(a)).toBeNull();
+  });
+});
+
+describe('quota', () => {
+  const tok = { name: 't', sha256: '0'.repeat(64), createdAt: '', maxActive: 2, maxImageSize: null, ratePerMin: 3 };
+  it('counts in-flight uploads toward --max-active and answers 429 with a Retry-After', () => {
+    const q = new Quota();
+    const r1 = q.admit(tok, 1, 0);
+    try { q.admit(tok, 1, 1); expect.unreachable(); } catch (e) { expect(isJrError(e, 'JR_E_RATE') && e.context.retryAfter).toBe(30); }
+    r1();
+    q.admit(tok, 0, 2)();
+    q.admit(tok, 0, 3)();
+    try { q.admit(tok, 0, 4); expect.unreachable(); } catch (e) { expect(isJrError(e, 'JR_E_RATE') && e.context.retryAfter).toBe(60); }
+    q.admit(tok, 0, 60_001)();
+  });
+});
+
+describe('followLog', () => {
+  it('hands out whole lines with the offset past each, across the switch to the published log', async () => {
+    const dir = await tmp();
+    const live = path.join(dir, 'console.log');
+    const fin = path.join(dir, 'final.log');
+    await writeFile(live, 'one\ntw');
+    let src: LogSource = { kind: 'live', file: live };
+    const ctl = new AbortController();
+    const seen: Array<{ type: string; offset: number; text?: string }> = [];
+    const run = (async () => {
+      for await (const ev of followLog({ source: async () => src, from: 0, signal: ctl.signal, pollMs: 10 })) {
+        seen.push(ev.type === 'line' ? { type: 'line', offset: ev.offset, text: ev.text } : { type: 'end', offset: ev.offset });
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 60));
+    expect(seen).toEqual([{ type: 'line', offset: 4, text: 'one' }]);
+    await appendFile(live, 'o\r\nthree\n');
+    await new Promise((r) => setTimeout(r, 60));
+    await writeFile(fin, 'one\ntwo\r\nthree\n[jobrunner] succeeded: ok\n');
+    src = { kind: 'final', file: fin, status: { id: 'x' } as JobStatus };
+    await run;
+    expect(seen).toEqual([
+      { type: 'line', offset: 4, text: 'one' }, { type: 'line', offset: 9, text: 'two' }, { type: 'line', offset: 15, text: 'three' },
+      { type: 'line', offset: 41, text: '[jobrunner] succeeded: ok' }, { type: 'end', offset: 41 },
+    ]);
+    // Resuming from an offset gives the rest, nothing repeated.
+    const rest: string[] = [];
+    for await (const ev of followLog({ source: async () => src, from: 9, signal: new AbortController().signal })) if (ev.type === 'line') rest.push(ev.text);
+    expect(rest).toEqual(['three', '[jobrunner] succeeded: ok']);
+  });
+});
+
+describe('--listen', () => {
+  const env = { HOME: '/nonexistent' };
+  it('takes HOST:PORT, [v6]:PORT or off, and nothing else', () => {
+    expect(loadSettings([], env).settings.listen).toBe('127.0.0.1:7480');
+    expect(loadSettings(['--listen', 'off'], env).settings.listen).toBe('off');
+    expect(parseListen(loadSettings(['--listen', '[::1]:8080'], env).settings.listen)).toEqual({ host: '::1', port: 8080 });
+    expect(parseListen('0.0.0.0:7480')).toEqual({ host: '0.0.0.0', port: 7480 });
+    for (const bad of ['7480', 'host:', 'a b:1', 'h:70000', 'h:1;rm']) expect(() => loadSettings(['--listen', bad], env), bad).toThrow(/listen/);
+    expect(loadSettings([], env).settings.tokens).toBe('/nonexistent/jobrunner.tokens.json');
+  });
+});
+
+describe('Uploads: the id travels only with the bytes the upload wrote', () => {
+  it('match() refuses a swapped file, confirm() a swap after the check, and a record is used once', async () => {
+    const { Readable } = await import('node:stream');
+    const { Uploads } = await import('../../src/service/uploads.js');
+    const { mkdir, rename, writeFile: wf } = await import('node:fs/promises');
+    const q = await tmp();
+    const u = new Uploads(q);
+    await u.open();
+    const body = Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Buffer.alloc(5000, 1)]);
+    const rec = await u.receive(Readable.from([body]), { name: 'n', owner: 'o', limits: { cap: 1 << 20, reserve: 0 }, declared: body.length, complete: () => true });
+    expect(rec.file).toBe(`n~${rec.id}.img.xz`);
+    expect((await u.match(rec.file))?.id).toBe(rec.id);
+    // Swapped before the claim: no match.
+    await wf(path.join(q, 'other'), body);
+    await rename(path.join(q, rec.file), path.join(q, 'orig'));
+    await rename(path.join(q, 'other'), path.join(q, rec.file));
+    expect(await u.match(rec.file)).toBeNull();
+    // Swapped between the check and the claim: confirm() on the claimed file says no.
+    await mkdir(path.join(q, 'claimed'));
+    expect(await u.confirm(rec, path.join(q, rec.file))).toBe(false);
+    // The genuine file confirms once; then the record is used.
+    expect(await u.confirm(rec, path.join(q, 'orig'))).toBe(true);
+    await rename(path.join(q, 'orig'), path.join(q, rec.file));
+    expect(await u.match(rec.file)).toBeNull();
+    // Over the cap mid-stream, or cut off: nothing left, no record.
+    await expect(u.receive(Readable.from([body, body]), { name: 'big', owner: 'o', limits: { cap: body.length, reserve: 0 }, declared: null, complete: () => true })).rejects.toThrow(/passed/);
+    await expect(u.receive(Readable.from([body]), { name: 'cut', owner: 'o', limits: { cap: 1 << 20, reserve: 0 }, declared: body.length + 1, complete: () => false })).rejects.toThrow(/ended early/);
+    const { readdir: rd } = await import('node:fs/promises');
+    expect((await rd(q)).filter((f) => f.startsWith('.upload-') || f.startsWith('big') || f.startsWith('cut'))).toEqual([]);
+    expect(await rd(u.dir)).toEqual([`${rec.id}.json`]);
+  });
+});
