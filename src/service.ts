@@ -1,7 +1,7 @@
 // The service: owns start-up (spool lock, recovery of stale claims, orphan qemu, temp sweep), the
 // watcher, and drain on stop. Emits everything through the one logger; prints nothing itself.
 import type { Settings } from './config.js';
-import { messageOf } from './errors.js';
+import { JrError, messageOf } from './errors.js';
 import { loadBaseImage } from './image/base.js';
 import { runJob, type JobEvent } from './job/lifecycle.js';
 import { transition } from './job/state.js';
@@ -21,6 +21,8 @@ import { findOrphanQemu } from './vm/orphans.js';
 import { holdsFilesUnder } from './procfs.js';
 import type { Runner } from './job/runner.js';
 import { slurmRunner } from './slurm/runner.js';
+import { unshareRunner } from './job/unshare-runner.js';
+import { sweepUnshare } from './unshare/sweep.js';
 import path from 'node:path';
 
 export interface ServiceOptions {
@@ -70,6 +72,12 @@ export class Service {
     this.scheduler = new Scheduler(o.settings.concurrency);
     this.accel = new AccelState(o.settings.accel);
     this.runner = o.runner ?? (o.settings.backend === 'slurm' ? slurmRunner({ ...o.settings, baseImageDir: path.resolve(o.settings.baseImageDir) }) : undefined);
+    // --- isolation (issue 12): the operator's choice of runner; the job never picks it ---
+    if (!o.runner && o.settings.isolation === 'unshare') {
+      if (o.settings.backend === 'slurm') throw new JrError('JR_E_CONFIG', '--isolation unshare runs on this host only: it cannot be combined with --backend slurm (Slurm nodes run VMs)');
+      this.runner = unshareRunner(o.settings);
+    }
+    // --- end isolation ---
   }
 
   async start(): Promise<void> {
@@ -87,6 +95,10 @@ export class Service {
     }
     const scratch = await this.spool.sweepScratch(); // no VM of this spool runs now: we hold its lock
     if (scratch > 0) this.log.info({ dirs: scratch }, 'removed qemu scratch directories left by a previous run');
+    // --- isolation (issue 12): unshare jobs' mounts, scratch and cgroups left by a crash ---
+    const sandboxes = await sweepUnshare(s.queue);
+    if (sandboxes > 0) this.log.info({ entries: sandboxes }, 'removed unshare scratch directories and cgroups left by a previous run');
+    // --- end isolation ---
     await this.recover();
     this.watcher = new QueueWatcher({
       dir: s.queue, settleMs: s.settle, rescanMs: s.rescanInterval,

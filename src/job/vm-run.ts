@@ -42,7 +42,8 @@ export interface VmRunRequest {
   rootWritable?: boolean;
 }
 
-export type VmRunOutcome = VmOutcome & { accel: Accel; accelReason: string };
+// 'unshare': the same outcome from the bubblewrap runner (src/unshare/run.ts), no VM involved.
+export type VmRunOutcome = VmOutcome & { accel: Accel | 'unshare'; accelReason: string };
 
 /** Remembers, per process, that KVM hung a guest so later jobs go straight to TCG. */
 export class AccelState {
