@@ -100,6 +100,10 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
       const oom = await limits.oomKills();
       if (oom) note(`the memory cgroup OOM-killed ${oom} process(es) of the job`);
     } finally {
+      // Whatever of the job is still alive (a process that left the pid namespace's reach, one that
+      // is slow to die) is in its cgroups: kill them all before the mounts go.
+      const left = await limits.killAll();
+      if (left > 0) note(`${left} process(es) of the job's cgroups survived SIGKILL for 10 s (uninterruptible sleep?)`);
       await limits.cleanup();
     }
     await unmount(d.merged);

@@ -30,17 +30,18 @@ const ourSpools: string[] = [];
  * Host pids in the sandbox's id range (nothing else on the host uses it) that are ours: not in the
  * cgroup of another spool's or another `jobrunner run`'s sandbox. One with no such cgroup counts.
  */
-async function sandboxPids(): Promise<Array<{ pid: number; name: string; capEff: string; nnp: string }>> {
-  const out = [];
+async function sandboxPids(): Promise<Array<{ pid: number; name: string; capEff: string; nnp: string; cgroup: string }>> {
+  const out: Array<{ pid: number; name: string; capEff: string; nnp: string; cgroup: string }> = [];
   const mine = ourSpools.map((q) => unshareJobId(q, ''));
   for (const p of await readdir('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     const st = await readFile(`/proc/${p}/status`, 'utf8').catch(() => '');
     const uid = Number(/^Uid:\s+(\d+)/m.exec(st)?.[1] ?? -1);
-    const group = /jobrunner-unshare-([^/\n]+)/.exec(await readFile(`/proc/${p}/cgroup`, 'utf8').catch(() => ''))?.[1];
+    const cgroup = await readFile(`/proc/${p}/cgroup`, 'utf8').catch(() => '');
+    const group = /jobrunner-unshare-([^/\n]+)/.exec(cgroup)?.[1];
     if (group !== undefined && !mine.some((m) => group.startsWith(m))) continue;
     if (uid >= ID_BASE && uid < ID_BASE + 65536) {
-      out.push({ pid: Number(p), name: /^Name:\s+(.*)$/m.exec(st)?.[1] ?? '', capEff: /^CapEff:\s+(\w+)/m.exec(st)?.[1] ?? '', nnp: /^NoNewPrivs:\s+(\d)/m.exec(st)?.[1] ?? '' });
+      out.push({ pid: Number(p), name: /^Name:\s+(.*)$/m.exec(st)?.[1] ?? '', capEff: /^CapEff:\s+(\w+)/m.exec(st)?.[1] ?? '', nnp: /^NoNewPrivs:\s+(\d)/m.exec(st)?.[1] ?? '', cgroup: group ?? '(none)' });
     }
   }
   return out;
@@ -218,15 +219,16 @@ describe.skipIf(!CAN)('unshare isolation under attack (real base image, one serv
   });
 
   it('ledger: jobs lost 0, host files modified 0, processes left 0; no cgroup or mount of ours left', async () => {
-    const left = [...(await sandboxPids()).map((p) => p.pid), ...(await processesHolding(spool.root))];
+    const inRange = await sandboxPids();
+    const left = [...inRange.map((p) => p.pid), ...(await processesHolding(spool.root))];
     const f = await ledger.figures();
-    expect([f.jobsLost, f.hostFilesModified, left.length]).toEqual([0, 0, 0]);
+    expect([f.jobsLost, f.hostFilesModified, left.length], `left: ${JSON.stringify(inRange)}`).toEqual([0, 0, 0]);
     const ids = (await allStatuses(spool)).map((s) => unshareJobId(spool.queue, s.id));
     expect(ids.length).toBe(submitted);
     const info = await readFile('/proc/self/mountinfo', 'utf8');
     for (const id of ids) {
       expect(info).not.toContain(`jobrunner-unshare-${id}-`);
-      for (const c of ['pids', 'cpu']) expect(existsSync(`/sys/fs/cgroup/${c}/jobrunner-unshare-${id}`)).toBe(false);
+      for (const c of ['pids', 'cpu', 'freezer']) expect(existsSync(`/sys/fs/cgroup/${c}/jobrunner-unshare-${id}`)).toBe(false);
     }
   });
 
