@@ -44,7 +44,7 @@ ${settingsHelp(KEYS)}
 
 Exit status:
   0-255  the job's own exit status (/job/bin/construir missing or not executable: 127)
-  ${EXIT.bootFailed}    the guest did not boot (no sign of life within --boot-timeout, or qemu failed)
+  ${EXIT.bootFailed}    the guest did not boot (no sign of life within --boot-timeout, or qemu failed; unshare: the sandbox did not start)
   ${EXIT.badImage}    bad job image (refused before boot, or the guest could not mount it)
   ${EXIT.crashed}    the guest stopped without reporting the job's exit status
   ${EXIT.timeout}    the job ran past --timeout and was killed
