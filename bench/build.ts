@@ -65,9 +65,10 @@ const res: Record<'native' | 'unshare' | 'vm', Timing[]> = { native: [], unshare
 for (let i = 0; i < runs; i++) {
   res.native.push(native());
   res.unshare.push(viaJobrunner('unshare'));
+  // Printed before the VM's long run, so a run cut short still has these figures.
+  console.log(`run ${i + 1}/${runs}: native ${res.native[i]!.wall} ms; unshare ${res.unshare[i]!.wall} ms end to end (build ${res.unshare[i]!.build} ms)`);
   if (withVm) { console.log(`run ${i + 1}: VM build (TCG: ~15 min)...`); res.vm.push(viaJobrunner('vm')); }
-  console.log(`run ${i + 1}/${runs}: native ${res.native[i]!.wall} ms, unshare ${res.unshare[i]!.wall} ms (build ${res.unshare[i]!.build} ms)` +
-    (withVm ? `, vm ${res.vm[i]!.wall} ms (build ${res.vm[i]!.build} ms)` : ''));
+  if (withVm) console.log(`run ${i + 1}/${runs}: vm ${res.vm[i]!.wall} ms end to end (build ${res.vm[i]!.build} ms)`);
 }
 const med = (k: keyof typeof res, f: keyof Timing): number => median(res[k].map((x) => x[f]));
 const n = med('native', 'wall');
