@@ -122,6 +122,25 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
   }
 }
 
+/** True once `child` has exited (within `ms`). */
+async function exitsWithin(child: Child, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => { clearTimeout(t); resolve(true); });
+  });
+}
+
+/** Wait until `pid` has no /proc entry at all (a zombie still has one); false past `ms`. */
+async function reaped(pid: number, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (!(await stat(`/proc/${pid}`).then(() => true, () => false))) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
 /** Put the trusted image where the job image was, keeping the job image's owner and mode. */
 async function replace(image: string, trusted: string): Promise<void> {
   const st = await stat(image);
@@ -189,11 +208,14 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
 
   const killNamespace = async (sig: NodeJS.Signals): Promise<void> => {
     if (ns) await signalNamespace(ns, sig, sig === 'SIGKILL' ? [] : [nsInit ?? -1]);
-    // SIGKILL of the namespace's pid 1 ends every process in it; the group covers what came before.
-    if (sig === 'SIGKILL') {
-      try { if (nsInit) process.kill(nsInit, 'SIGKILL'); } catch { /* gone */ }
-      try { if (child.pid) process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
-    }
+    if (sig !== 'SIGKILL') return;
+    // SIGKILL of the namespace's pid 1 ends every process in it. The outer bwrap (our child) reaps
+    // it and then exits: killing both at once orphaned the inner one, leaving its zombie to the
+    // host's init (the adversarial ledger saw it). Only if the outer one does not exit by itself is
+    // its process group killed too (what ran before the namespace existed).
+    try { if (nsInit) process.kill(nsInit, 'SIGKILL'); } catch { /* gone */ }
+    if (nsInit && await exitsWithin(child, 3000)) return;
+    try { if (child.pid) process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
   };
   let killTimer: NodeJS.Timeout | undefined;
   let endTimer: NodeJS.Timeout | undefined;
@@ -230,8 +252,10 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
   await mapped;
   clearTimeout(bootTimer); clearTimeout(termTimer); clearTimeout(killTimer); clearTimeout(endTimer);
   req.signal?.removeEventListener('abort', onAbort);
-  // Nothing of the sandbox outlives it: bwrap's pid 1 took its namespace down; make sure.
+  // Nothing of the sandbox outlives it: bwrap's pid 1 took its namespace down; make sure, and wait
+  // until the namespace's pid 1 is reaped (by the outer bwrap; by the host's init if it was orphaned).
   await killNamespace('SIGKILL');
+  if (nsInit !== null) await reaped(nsInit, 10_000);
   await log.close();
 
   const base = {
