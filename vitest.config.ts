@@ -8,6 +8,9 @@ export default defineConfig({
     testTimeout: 300_000,
     hookTimeout: 600_000,
     fileParallelism: false,
+    // No HTTP listener unless a test asks for one (--listen beats the environment): services that
+    // tests start would otherwise all bind the default 127.0.0.1:7480 and refuse to start (JR_E_LISTEN).
+    env: { JOBRUNNER_LISTEN: 'off' },
     reporters: ['default'],
   },
 });

@@ -71,6 +71,13 @@ const schema = {
   qemu: { doc: 'The qemu system emulator binary', format: String, default: 'qemu-system-x86_64', env: 'JOBRUNNER_QEMU', arg: 'qemu' },
   runAs: { doc: 'Unprivileged user qemu runs as when started as root ("" keeps root: not for untrusted jobs)', format: String, default: 'jobrunner-qemu', env: 'JOBRUNNER_RUN_AS', arg: 'run-as' },
   sandbox: { doc: 'qemu seccomp sandbox (-sandbox on with deny options)', format: Boolean, default: true, env: 'JOBRUNNER_SANDBOX', arg: 'sandbox' },
+  // --- isolation (issue 12): vm or unshare (bubblewrap), chosen by the operator, never by the job ---
+  isolation: { doc: 'How jobs are isolated: vm (qemu; the strong boundary) or unshare (bubblewrap namespaces: native speed, the host kernel is the boundary; docs/SECURITY.md)', format: ['vm', 'unshare'], default: 'vm', env: 'JOBRUNNER_ISOLATION', arg: 'isolation' },
+  unshareUidBase: { doc: 'unshare: first of the 65536 host uids/gids that root..65535 inside the sandbox map to (scripts/setup reserves it in /etc/subuid and /etc/subgid)', format: 'positive-int', default: 700000000, env: 'JOBRUNNER_UNSHARE_UID_BASE', arg: 'unshare-uid-base' },
+  unshareCache: { doc: 'unshare: where the ownership-shifted copy of each base image\'s root is kept', format: String, default: '/var/cache/jobrunner/unshare', env: 'JOBRUNNER_UNSHARE_CACHE', arg: 'unshare-cache' },
+  unsharePids: { doc: 'unshare: most processes a job may have at once (pids cgroup, else RLIMIT_NPROC)', format: 'positive-int', default: 2048, env: 'JOBRUNNER_UNSHARE_PIDS', arg: 'unshare-pids' },
+  unshareScratch: { doc: 'unshare: size of the throwaway writable layer over the base root (a sparse ext4 per job; changes outside /job land there and vanish)', format: 'size', default: '4G', env: 'JOBRUNNER_UNSHARE_SCRATCH', arg: 'unshare-scratch' },
+  // --- end isolation ---
   backend: { doc: 'Where claimed jobs run: local (this host) or slurm (sbatch of `jobrunner node-run` on a cluster sharing the spool; docs/SCALE-OUT.md)', format: ['local', 'slurm'], default: 'local', env: 'JOBRUNNER_BACKEND', arg: 'backend' },
   slurmPartition: { doc: 'Slurm partition for job VMs ("" = the cluster default)', format: String, default: '', env: 'JOBRUNNER_SLURM_PARTITION', arg: 'slurm-partition' },
   slurmAccount: { doc: 'Slurm account for job VMs ("" = none)', format: String, default: '', env: 'JOBRUNNER_SLURM_ACCOUNT', arg: 'slurm-account' },
@@ -101,6 +108,7 @@ export type Settings = {
   accel: 'auto' | 'kvm' | 'tcg'; network: 'off' | 'user'; init: 'construir' | 'systemd';
   logCap: number; compressPreset: number; maxImageSize: number; maxAttempts: number; settle: number; rescanInterval: number;
   once: boolean; qemu: string; runAs: string; sandbox: boolean; logLevel: string;
+  isolation: 'vm' | 'unshare'; unshareUidBase: number; unshareCache: string; unsharePids: number; unshareScratch: number;
   backend: 'local' | 'slurm'; slurmPartition: string; slurmAccount: string; slurmArgs: string; slurmPoll: number;
   // deps (issue 11)
   maxMemory: number; maxCpus: number; maxTimeout: number; maxDisk: number; depsCache: string; depsCacheSize: number;

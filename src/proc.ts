@@ -83,6 +83,8 @@ export interface SpawnOptions {
   detached?: boolean;
   /** Open file descriptors handed to the child as its fds 3, 4, … in order. */
   extraFds?: number[];
+  /** Pipes appended after extraFds (child.stdio[3 + extraFds.length + i]): control channels such as bwrap's --info-fd. */
+  extraPipes?: number;
 }
 
 /** A long-running child with streaming stdout; the caller owns waiting and killing. */
@@ -97,7 +99,7 @@ export async function spawn(file: string, args: readonly string[], opts: SpawnOp
     env: opts.env,
     extendEnv: !opts.cleanEnv,
     // execa's types list only fds 3-9 as numbers; any open fd works at run time (node passes it on).
-    stdio: [opts.stdin ?? 'ignore', 'pipe', opts.stderr === 'stdout' ? 'pipe' : (opts.stderr ?? 'pipe'), ...(opts.extraFds ?? [])] as Options['stdio'],
+    stdio: [opts.stdin ?? 'ignore', 'pipe', opts.stderr === 'stdout' ? 'pipe' : (opts.stderr ?? 'pipe'), ...(opts.extraFds ?? []), ...Array<'pipe'>(opts.extraPipes ?? 0).fill('pipe')] as Options['stdio'],
     all: opts.stderr === 'stdout',
     buffer: false,
     reject: false,

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { rename, statfs } from 'node:fs/promises';
 import type { Settings } from './config.js';
-import { messageOf } from './errors.js';
+import { JrError, messageOf } from './errors.js';
 import { loadBaseImage } from './image/base.js';
 import { runJob, type JobEvent } from './job/lifecycle.js';
 import { transition } from './job/state.js';
@@ -26,6 +26,8 @@ import { findOrphanQemu } from './vm/orphans.js';
 import { holdsFilesUnder } from './procfs.js';
 import type { Runner } from './job/runner.js';
 import { slurmRunner } from './slurm/runner.js';
+import { unshareRunner } from './job/unshare-runner.js';
+import { sweepUnshare } from './unshare/sweep.js';
 import path from 'node:path';
 
 export interface ServiceOptions {
@@ -89,6 +91,12 @@ export class Service {
     this.tokens = new TokenStore(o.settings.tokens);
     this.api = new JobsApi({ settings: o.settings, uploads: this.uploads });
     this.events.setMaxListeners(0); // one per log follower
+    // --- isolation (issue 12): the operator's choice of runner; the job never picks it ---
+    if (!o.runner && o.settings.isolation === 'unshare') {
+      if (o.settings.backend === 'slurm') throw new JrError('JR_E_CONFIG', '--isolation unshare runs on this host only: it cannot be combined with --backend slurm (Slurm nodes run VMs)');
+      this.runner = unshareRunner(o.settings);
+    }
+    // --- end isolation ---
   }
 
   async start(): Promise<void> {
@@ -110,6 +118,10 @@ export class Service {
     const parts = await this.uploads.sweep();
     if (parts > 0) this.log.info({ files: parts }, 'removed incomplete uploads left by a previous run');
     await this.api.load();
+    // --- isolation (issue 12): unshare jobs' mounts, scratch and cgroups left by a crash ---
+    const sandboxes = await sweepUnshare(s.queue);
+    if (sandboxes > 0) this.log.info({ entries: sandboxes }, 'removed unshare scratch directories and cgroups left by a previous run');
+    // --- end isolation ---
     await this.recover();
     this.watcher = new QueueWatcher({
       dir: s.queue, settleMs: s.settle, rescanMs: s.rescanInterval,

@@ -11,6 +11,7 @@ import { runRecord } from '../job/run-record.js';
 import { digestFile } from '../image/meta.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { AccelState, runJobVm } from '../job/vm-run.js';
+import { runJobUnshare } from '../unshare/run.js';
 import { EXIT, exitCodeFor } from '../job/exit-codes.js';
 import { handOver, resolveRunAs } from '../run-as.js';
 import { formatDuration } from '../units.js';
@@ -19,7 +20,8 @@ import { parseOwnArgs } from './args.js';
 const KEYS: SettingKey[] = ['timeout', 'baseImage', 'baseImageDir', 'memory', 'cpus', 'accel', 'network', 'init',
   'bootTimeout', 'killGrace', 'logCap', 'maxImageSize', 'qemu', 'sandbox', 'runAs',
   // deps (issue 11): the job's jobrunner.json is honoured here as in the service.
-  'maxMemory', 'maxCpus', 'maxTimeout', 'maxDisk', 'depsCache', 'depsCacheSize', 'start'];
+  'maxMemory', 'maxCpus', 'maxTimeout', 'maxDisk', 'depsCache', 'depsCacheSize', 'start',
+  'isolation', 'unshareUidBase', 'unshareCache', 'unsharePids', 'unshareScratch'];
 
 export const RUN_HELP = `Usage: jobrunner run IMAGE [options]
 
@@ -27,7 +29,10 @@ Boots one job image now, in the foreground, exactly as the service would: the ba
 disk in snapshot mode, IMAGE as the writable second disk, /job/bin/construir run as root. With
 --start restore the guest is restored from the base image's saved VM template
 (built first when missing; a cold boot with a warning when it cannot be used; docs/START.md).
-The guest console streams to stdout. IMAGE is modified in place (results land in it, e.g. /job/output/;
+With
+--isolation unshare the job runs in a bubblewrap sandbox on the host kernel instead (no VM; the
+same contract and exit codes; needs root; docs/SECURITY.md says what it does not protect). The
+guest console streams to stdout. IMAGE is modified in place (results land in it, e.g. /job/output/;
 pull them out with scripts/extract IMAGE OUTDIR). A jobrunner.json in IMAGE is honoured as by the
 service: its packages are resolved, fetched and installed into a cached derived layer first
 (docs/DEPENDENCIES.md), its memory/cpus/timeout requests applied within the --max-* caps.
@@ -42,7 +47,7 @@ ${settingsHelp(KEYS)}
 
 Exit status:
   0-255  the job's own exit status (/job/bin/construir missing or not executable: 127)
-  ${EXIT.bootFailed}    the guest did not boot (no sign of life within --boot-timeout, or qemu failed)
+  ${EXIT.bootFailed}    the guest did not boot (no sign of life within --boot-timeout, or qemu failed; unshare: the sandbox did not start)
   ${EXIT.badImage}    bad job image (refused before boot, or the guest could not mount it)
   ${EXIT.crashed}    the guest stopped without reporting the job's exit status
   ${EXIT.timeout}    the job ran past --timeout and was killed
@@ -78,7 +83,7 @@ export async function runMainCmd(argv: string[]): Promise<number> {
   const runAs = await resolveRunAs(settings.runAs);
   const accel = new AccelState(settings.accel);
   const choice = await accel.get();
-  if (choice.degraded) process.stderr.write(`jobrunner run: WARNING: ${choice.reason}\n`);
+  if (choice.degraded && settings.isolation === 'vm') process.stderr.write(`jobrunner run: WARNING: ${choice.reason}\n`);
 
   const abort = new AbortController();
   const onSignal = (): void => abort.abort();
@@ -104,15 +109,21 @@ export async function runMainCmd(argv: string[]): Promise<number> {
     const startedAt = new Date().toISOString();
     const input = statusPath ? await digestFile(image) : { bytes: null, sha256: null };
     await handOver(runAs, [image, tmpDir]);
-    const out = await runJobVm({
-      image, base, settings: settingsFor(settings, manifest), rootLayers: deps?.rootLayers, logPath, tmpDir, runAs, signal: abort.signal,
-      onConsole: quiet ? undefined : (chunk) => { process.stdout.write(chunk); },
-      onWarning: (msg) => { process.stderr.write(`jobrunner run: WARNING: ${msg}\n`); },
-      onNote: (msg) => { process.stderr.write(`jobrunner run: ${msg}\n`); },
-    }, accel);
+    const onConsole = quiet ? undefined : (chunk: Buffer): void => { process.stdout.write(chunk); };
+    // --- isolation (issue 12) ---
+    if (settings.isolation === 'unshare' && (deps?.rootLayers?.length ?? 0) > 0) {
+      throw new JrError('JR_E_CONFIG', '--isolation unshare does not run jobs with build dependencies (derived base layers) yet: use --isolation vm for this job');
+    }
+    const out = settings.isolation === 'unshare'
+      ? await runJobUnshare({ image, base, settings: { ...settings, ...settingsFor(settings, manifest) }, logPath, signal: abort.signal, onConsole,
+        onNote: (line) => { if (!quiet) process.stderr.write(`jobrunner run: ${line}\n`); } })
+      : await runJobVm({ image, base, settings: settingsFor(settings, manifest), rootLayers: deps?.rootLayers, logPath, tmpDir, runAs, signal: abort.signal, onConsole,
+        onWarning: (msg) => { process.stderr.write(`jobrunner run: WARNING: ${msg}\n`); },
+        onNote: (msg) => { process.stderr.write(`jobrunner run: ${msg}\n`); } }, accel);
+    // --- end isolation ---
     const code = exitCodeFor(out.end, out.exitCode);
     if (statusPath) await writeFileAtomic(statusPath, `${JSON.stringify(runRecord({ image, startedAt, input, base, vm: out, deps: deps?.record ?? null }), null, 2)}\n`);
-    const restored = out.start?.used === 'restore';
+    const restored = 'start' in out && out.start?.used === 'restore';
     const boot = out.bootMs === null ? 'never booted' : `${restored ? 'restored' : 'boot'} ${formatDuration(out.bootMs)}`;
     process.stderr.write(`jobrunner run: ${out.reason} (${boot}, total ${formatDuration(out.totalMs)}, ${out.accel}` +
       `${out.consoleTruncated ? ', console log truncated' : ''}); exit ${code}\n`);

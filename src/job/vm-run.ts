@@ -50,7 +50,8 @@ export interface VmRunRequest {
   awaitTemplate?: boolean;
 }
 
-export type VmRunOutcome = VmOutcome & { accel: Accel; accelReason: string; start?: StartInfo };
+// 'unshare': the same outcome from the bubblewrap runner (src/unshare/run.ts), no VM involved.
+export type VmRunOutcome = VmOutcome & { accel: Accel | 'unshare'; accelReason: string; start?: StartInfo };
 
 /** Remembers, per process, that KVM hung a guest so later jobs go straight to TCG. */
 export class AccelState {

@@ -1,0 +1,58 @@
+// The host-side mounts of an unshare job, all of OUR filesystems (never the job's submitted
+// image): the shifted base root (loop, read-only), a scratch ext4 for the overlay's upper layer,
+// the overlay itself, and the trusted job image. mount(8) sets up and auto-clears loop devices.
+import { readFile } from 'node:fs/promises';
+import { JrError } from '../errors.js';
+import { run } from '../proc.js';
+
+const SBIN = { PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` };
+
+/** Mount an ext4 image file at `dir` through a loop device (read-only when `ro`); nosuid,nodev always. */
+export async function mountLoop(image: string, dir: string, ro: boolean): Promise<void> {
+  const opts = ['loop', ro ? 'ro' : 'rw', 'nosuid', 'nodev', 'noatime'].join(',');
+  await run('mount', ['-t', 'ext4', '-o', opts, '--', image, dir], { env: SBIN, errorCode: 'JR_E_PROCESS' });
+}
+
+/** Overlay `lower` (read-only) with `upper`/`work` (on the scratch filesystem) at `dir`. */
+export async function mountOverlay(lower: string, upper: string, work: string, dir: string): Promise<void> {
+  for (const p of [lower, upper, work]) {
+    if (/[,:\\\n]/.test(p)) throw new JrError('JR_E_INTERNAL', `overlay path with a separator in it: ${JSON.stringify(p)}`);
+  }
+  await run('mount', ['-t', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work},nosuid,nodev`, 'overlay', dir],
+    { env: SBIN, errorCode: 'JR_E_PROCESS' });
+}
+
+/** Unmount `dir` if it is a mount point; a busy one is detached lazily so cleanup always finishes. */
+export async function unmount(dir: string): Promise<void> {
+  if (!(await mountedAt(dir))) return;
+  const r = await run('umount', ['--', dir], { env: SBIN, reject: false });
+  if (r.exitCode !== 0) await run('umount', ['-l', '--', dir], { env: SBIN, reject: false });
+}
+
+/** Discard the free blocks of a mounted filesystem: they become holes in its image file. */
+export async function trim(dir: string): Promise<void> {
+  await run('fstrim', ['--', dir], { env: SBIN, reject: false });
+}
+
+/** True when something is mounted exactly at `dir` (from /proc/self/mountinfo). */
+export async function mountedAt(dir: string): Promise<boolean> {
+  return (await mountsUnder(dir)).includes(dir);
+}
+
+/** Mount points at or below `prefix` (octal escapes decoded), deepest first: the unmount order. */
+export async function mountsUnder(prefix: string): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  const out: string[] = [];
+  for (const line of info.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 5) continue;
+    const mp = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mp === prefix || mp.startsWith(prefix + '/')) out.push(mp);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/** Unmount everything under `prefix` (a crashed run's leftovers), deepest first. */
+export async function unmountAll(prefix: string): Promise<void> {
+  for (const mp of await mountsUnder(prefix)) await unmount(mp);
+}

@@ -1,0 +1,279 @@
+// Run one job image under bubblewrap instead of a VM (--isolation unshare), with the VM's contract:
+// the same markers, exit codes, timeouts and console cap, and the job image written in place with
+// the result. Steps: copy the job's files into a trusted ext4 (stage.ts), mount it and an overlay of
+// the shifted base root on the host, start the sandbox in fresh cgroups, wait, then trim, map
+// ownership back, unmount and put the trusted image where the job image was.
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Settings } from '../config.js';
+import { JrError, isJrError, messageOf } from '../errors.js';
+import type { BaseImage } from '../image/base.js';
+import { spawn, which, type Child } from '../proc.js';
+import { ConsoleLog } from '../vm/console.js';
+import type { VmEnd, VmOutcome } from '../vm/launch.js';
+import { MarkerParser } from '../vm/markers.js';
+import { makeLimits } from './limits.js';
+import { mountLoop, mountOverlay, trim, unmount, unmountAll } from './mounts.js';
+import { pidNamespace, signalNamespace } from './procs.js';
+import { idMap, sandboxArgv } from './sandbox.js';
+import { shiftedRoot } from './shift.js';
+import { makeEmptyExt4, stageJobFiles } from './stage.js';
+
+/** A VM outcome with the accelerator named 'unshare': what the lifecycle publishes (accel: "unshare"). */
+export type UnshareOutcome = VmOutcome & { accel: 'unshare'; accelReason: string };
+import { shiftDown } from './tree.js';
+
+export type UnshareSettings = Pick<Settings, 'timeout' | 'bootTimeout' | 'killGrace' | 'logCap' | 'memory' | 'cpus'
+  | 'unshareUidBase' | 'unshareCache' | 'unsharePids' | 'unshareScratch'>;
+
+export interface UnshareRunRequest {
+  /** The job image: read (never mounted), then replaced by the result when the job ran. */
+  image: string;
+  base: BaseImage;
+  settings: UnshareSettings;
+  logPath: string | null;
+  /** Names the cgroups and the scratch directory (a job id; random when absent). */
+  id?: string;
+  /** Parent of the per-job scratch directory (default: the system temp dir). */
+  tmpParent?: string;
+  onConsole?: (chunk: Buffer) => void;
+  onSpawn?: (pid: number) => void;
+  /** A line for the operator's log (fallbacks taken, copy statistics). */
+  onNote?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+/** After the init's `end` marker, how long the sandbox may take to exit by itself. */
+const END_GRACE_MS = 2000;
+
+/** Prefix of unshare scratch directories under the temp dir (start-up may unmount and remove them). */
+export const UNSHARE_TMP_PREFIX = 'jobrunner-unshare-';
+
+/** Run the job in a bubblewrap sandbox until it ends; the outcome has the VM's shape, accel 'unshare'. */
+export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutcome> {
+  const s = req.settings;
+  const started = Date.now();
+  if (process.getuid?.() !== 0) throw new JrError('JR_E_PERMISSION', '--isolation unshare needs root (it mounts the trusted job filesystem and the base overlay, and maps an id range)');
+  if (!(await which('bwrap'))) throw new JrError('JR_E_CONFIG', '--isolation unshare needs bubblewrap: apt-get install -y bubblewrap');
+  const id = (req.id ?? `run-${randomBytes(6).toString('hex')}`).replace(/[^\w-]/g, '_');
+  const idBase = s.unshareUidBase;
+  const lowerImage = await shiftedRoot(req.base, s.unshareCache, idBase);
+  const dir = await mkdtemp(path.join(req.tmpParent ?? os.tmpdir(), `${UNSHARE_TMP_PREFIX}${id}-`));
+  // The sandbox's unprivileged id must reach the mount points below (bwrap binds them), nothing else.
+  await chmod(dir, 0o711);
+  const d = { lower: path.join(dir, 'lower'), scratch: path.join(dir, 'scratch'), merged: path.join(dir, 'merged'), job: path.join(dir, 'job') };
+  for (const p of Object.values(d)) await mkdir(p);
+  const trusted = path.join(dir, 'job.img');
+  const note = (line: string): void => req.onNote?.(line);
+  try {
+    const size = (await stat(req.image)).size;
+    await makeEmptyExt4(trusted, size, idBase, 'job');
+    await mountLoop(trusted, d.job, false);
+    try {
+      const st = await stageJobFiles(req.image, d.job, idBase);
+      note(`copied ${st.entries} entries into the trusted job filesystem in ${st.ms} ms` +
+        `${st.dropped ? `; left out ${st.dropped} special files (devices, FIFOs, sockets)` : ''}`);
+    } catch (e) {
+      if (!isJrError(e, 'JR_E_INPUT')) throw e;
+      return notRun(started, 'bad-image', `the job image could not be used (${messageOf(e)})`);
+    }
+    // The throwaway writable layer: a sparse ext4 of --unshare-scratch (the VM's snapshot overlay, bounded).
+    const scratchImage = path.join(dir, 'scratch.img');
+    await makeEmptyExt4(scratchImage, s.unshareScratch, 0, 'scratch');
+    await mountLoop(scratchImage, d.scratch, false);
+    const upper = path.join(d.scratch, 'upper');
+    const work = path.join(d.scratch, 'work');
+    await mkdir(upper, { mode: 0o755 });
+    await mkdir(work);
+    await chown(upper, idBase, idBase);
+    await mountLoop(lowerImage, d.lower, true);
+    await mountOverlay(d.lower, upper, work, d.merged);
+
+    const limits = await makeLimits(id, { memory: s.memory, cpus: s.cpus, pids: s.unsharePids });
+    for (const n of limits.notes) note(n);
+    let out: UnshareOutcome;
+    try {
+      out = await sandbox(req, { root: d.merged, job: d.job, procsFiles: limits.procsFiles, rlimits: limits.rlimits }, started);
+      const oom = await limits.oomKills();
+      if (oom) note(`the memory cgroup OOM-killed ${oom} process(es) of the job`);
+    } finally {
+      // Whatever of the job is still alive (a process that left the pid namespace's reach, one that
+      // is slow to die) is in its cgroups: kill them all before the mounts go.
+      const left = await limits.killAll();
+      if (left > 0) note(`${left} process(es) of the job's cgroups survived SIGKILL for 10 s (uninterruptible sleep?)`);
+      await limits.cleanup();
+    }
+    await unmount(d.merged);
+    await unmount(d.lower);
+    await unmount(d.scratch);
+    if (out.end !== 'aborted') {
+      await trim(d.job);
+      await shiftDown(d.job, { base: idBase });
+    }
+    await unmount(d.job);
+    if (out.end !== 'aborted') await replace(req.image, trusted);
+    return out;
+  } finally {
+    await unmountAll(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** True once `child` has exited (within `ms`). */
+async function exitsWithin(child: Child, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => { clearTimeout(t); resolve(true); });
+  });
+}
+
+/** Wait until `pid` has no /proc entry at all (a zombie still has one); false past `ms`. */
+async function reaped(pid: number, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (!(await stat(`/proc/${pid}`).then(() => true, () => false))) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+/** Put the trusted image where the job image was, keeping the job image's owner and mode. */
+async function replace(image: string, trusted: string): Promise<void> {
+  const st = await stat(image);
+  const tmp = path.join(path.dirname(image), `.${path.basename(image)}.unshare-${randomBytes(4).toString('hex')}`);
+  // Same filesystem: a rename; the caller's directory is on another one here and there: copy then rename.
+  try { await rename(trusted, image); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    const { copySparse } = await import('../fsutil.js');
+    await copySparse(trusted, tmp);
+    await rename(tmp, image);
+  }
+  await chown(image, st.uid, st.gid);
+  await chmod(image, st.mode & 0o7777);
+}
+
+function notRun(started: number, end: VmEnd, reason: string): UnshareOutcome {
+  return { end, exitCode: null, clean: false, reason, bootMs: null, totalMs: Date.now() - started, consoleBytes: 0,
+    consoleTruncated: false, lastLine: '', sawOutput: false, qemuExitCode: null, qemuSignal: null, stderrTail: '', argv: [],
+    accel: 'unshare', accelReason: 'bubblewrap namespaces (--isolation unshare)' };
+}
+
+interface Mounted { root: string; job: string; procsFiles: string[]; rlimits: string[] }
+
+/** Start bwrap, map its user namespace, stream the console, enforce the watchdogs; never throws for job behaviour. */
+async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Promise<UnshareOutcome> {
+  const s = req.settings;
+  const nonce = randomBytes(12).toString('hex');
+  const argv = sandboxArgv({ idBase: s.unshareUidBase, root: m.root, job: m.job, tmpBytes: Math.floor(s.memory / 2), nonce, procsFiles: m.procsFiles, rlimits: m.rlimits });
+  const log = new ConsoleLog(req.logPath, s.logCap);
+  const parser = new MarkerParser(nonce);
+  let bootMs: number | null = null;
+  let exitCode: number | null = null;
+  let clean = false;
+  let stderr = '';
+  let sawOutput = false;
+  let killedFor: { end: VmEnd; reason: string } | null = null;
+  let ns: string | null = null;
+  let nsInit: number | null = null;
+  const { child } = await spawn(argv[0]!, argv.slice(1), { cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, stdin: 'ignore', stderr: 'pipe', extraPipes: 2, detached: true });
+  if (child.pid) req.onSpawn?.(child.pid);
+  const [block, info] = [child.stdio[3], child.stdio[4]] as unknown as [NodeJS.WritableStream, NodeJS.ReadableStream];
+  let infoText = '';
+  const mapped = new Promise<void>((resolve) => {
+    info.on('data', (c: Buffer) => {
+      infoText += c.toString('utf8');
+      const mm = /"child-pid"\s*:\s*(\d+)/.exec(infoText);
+      if (!mm || nsInit !== null) return;
+      nsInit = Number(mm[1]);
+      void (async () => {
+        try {
+          // Root writes the 65536-id map bwrap cannot write itself, then lets the sandbox go on.
+          await writeFile(`/proc/${nsInit}/uid_map`, idMap(s.unshareUidBase));
+          await writeFile(`/proc/${nsInit}/gid_map`, idMap(s.unshareUidBase));
+          ns = await pidNamespace(nsInit!);
+          block.end('go');
+        } catch (e) {
+          stderr += `jobrunner: could not map the sandbox's user namespace: ${messageOf(e)}\n`;
+          block.end();
+        }
+        resolve();
+      })();
+    });
+    info.on('end', () => resolve());
+  });
+
+  const killNamespace = async (sig: NodeJS.Signals): Promise<void> => {
+    if (ns) await signalNamespace(ns, sig, sig === 'SIGKILL' ? [] : [nsInit ?? -1]);
+    if (sig !== 'SIGKILL') return;
+    // SIGKILL of the namespace's pid 1 ends every process in it. The outer bwrap (our child) reaps
+    // it and then exits: killing both at once orphaned the inner one, leaving its zombie to the
+    // host's init (the adversarial ledger saw it). Only if the outer one does not exit by itself is
+    // its process group killed too (what ran before the namespace existed).
+    try { if (nsInit) process.kill(nsInit, 'SIGKILL'); } catch { /* gone */ }
+    if (nsInit && await exitsWithin(child, 3000)) return;
+    try { if (child.pid) process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+  };
+  let killTimer: NodeJS.Timeout | undefined;
+  let endTimer: NodeJS.Timeout | undefined;
+  const kill = (end: VmEnd, reason: string): void => {
+    if (killedFor || child.exitCode !== null) return;
+    killedFor = { end, reason };
+    void killNamespace('SIGTERM');
+    killTimer = setTimeout(() => void killNamespace('SIGKILL'), s.killGrace);
+  };
+  const bootTimer = setTimeout(() => kill('boot-failed', `the sandbox showed no sign of life within ${Math.round(s.bootTimeout / 1000)}s`), s.bootTimeout);
+  const termTimer = setTimeout(() => kill('timeout', `the job ran past its ${Math.round(s.timeout / 1000)}s limit`), s.timeout);
+  const onAbort = (): void => kill('aborted', 'stopped by the service (shutdown)');
+  if (req.signal?.aborted) onAbort();
+  req.signal?.addEventListener('abort', onAbort);
+
+  child.stdout?.on('data', (chunk: Buffer) => {
+    sawOutput = true;
+    log.write(chunk);
+    req.onConsole?.(chunk);
+    for (const ev of parser.feed(chunk)) {
+      if (ev.kind === 'start' && bootMs === null) { bootMs = Date.now() - started; clearTimeout(bootTimer); }
+      else if (ev.kind === 'exit' && exitCode === null) exitCode = ev.code;
+      else if (ev.kind === 'end' && !clean) {
+        clean = true;
+        // The init is done (job reaped, leftovers killed, synced). A sandbox that does not end now
+        // has had its pid 1 stopped or traced by the job: end it rather than wait for --timeout.
+        endTimer = setTimeout(() => void killNamespace('SIGKILL'), END_GRACE_MS);
+      }
+    }
+  });
+  child.stderr?.on('data', (c: Buffer) => { stderr = (stderr + c.toString('utf8')).slice(-4000); });
+
+  const result = await (child as Child);
+  await mapped;
+  clearTimeout(bootTimer); clearTimeout(termTimer); clearTimeout(killTimer); clearTimeout(endTimer);
+  req.signal?.removeEventListener('abort', onAbort);
+  // Nothing of the sandbox outlives it: bwrap's pid 1 took its namespace down; make sure, and wait
+  // until the namespace's pid 1 is reaped (by the outer bwrap; by the host's init if it was orphaned).
+  await killNamespace('SIGKILL');
+  if (nsInit !== null) await reaped(nsInit, 10_000);
+  await log.close();
+
+  const base = {
+    bootMs, totalMs: Date.now() - started, consoleBytes: log.written + log.dropped, consoleTruncated: log.truncated,
+    lastLine: parser.lastLine, sawOutput, qemuExitCode: typeof result.exitCode === 'number' ? result.exitCode : null,
+    qemuSignal: result.signal ?? null, stderrTail: stderr.trim(), argv, accel: 'unshare' as const,
+    accelReason: 'bubblewrap namespaces (--isolation unshare)',
+  };
+  const k = killedFor as { end: VmEnd; reason: string } | null;
+  if (k && k.end !== 'boot-failed') return { ...base, end: k.end, exitCode: null, clean: false, reason: k.reason };
+  if (exitCode !== null) {
+    return { ...base, end: 'exited', exitCode, clean, reason: exitCode === 0 ? 'the job succeeded' : `the job exited with status ${exitCode}` };
+  }
+  if (k) return { ...base, end: 'boot-failed', exitCode: null, clean: false, reason: k.reason };
+  if (bootMs === null) {
+    return { ...base, end: 'boot-failed', exitCode: null, clean: false,
+      reason: `the sandbox did not start: ${base.stderrTail.split('\n').slice(-3).join(' | ') || `bwrap exit ${base.qemuExitCode ?? base.qemuSignal}`}` };
+  }
+  return { ...base, end: 'crashed', exitCode: null, clean: false,
+    reason: `the sandbox stopped without reporting an exit status (bwrap ${base.qemuSignal ?? `exit ${base.qemuExitCode}`}); last console line: ${parser.lastLine || '(none)'}` };
+}

@@ -1,0 +1,84 @@
+// The bubblewrap command line of one unshare job and the small init it runs inside: the same
+// contract as guest-config/construir (markers, /job/construir.log, /job/construir.exit, exit 127
+// for a missing job, the job's clean environment), minus what only a VM needs (mounting the disk,
+// powering off). Root inside is uid 0 of a new user namespace whose ids 0..65535 are the host's
+// idBase..idBase+65535 (written by us, root, through --userns-block-fd: bwrap alone maps one id).
+
+/** PATH of construir in the guest; the job gets /job/bin in front of it. */
+const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The init run as the sandbox's pid 2 (bwrap's reaper is pid 1); $1 is the marker nonce. */
+export const SANDBOX_INIT = `set -u
+exec </dev/null 2>&1
+nonce=$1
+mark() { printf '\\n@@construir:%s:%s@@\\n' "$nonce" "$1"; }
+mark start
+job=/job/bin/construir
+if [ ! -f "$job" ] || [ ! -x "$job" ]; then
+  echo "construir: $job is missing or not executable; nothing to run (exit 127)"
+  echo "construir: $job is missing or not executable" >> /job/construir.log
+  rc=127
+else
+  ( cd /job && exec env -i PATH=/job/bin:${PATH} HOME=/root TERM=dumb LANG=C.UTF-8 USER=root \\
+      JOB_DIR=/job JOB_OUTPUT=/job/output "$job" ) 2>&1 | tee -a /job/construir.log
+  rc=\${PIPESTATUS[0]}
+fi
+echo "$rc" > /job/construir.exit
+mark "exit=$rc"
+# Background processes the job left behind end with it (the host kills the namespace anyway).
+kill -TERM -1 2>/dev/null; sleep 0.3; kill -KILL -1 2>/dev/null
+sync
+mark end
+`;
+
+export interface SandboxSpec {
+  /** Host uid/gid that root inside maps to (the first of 65536). */
+  idBase: number;
+  /** The merged overlay (shifted base root + throwaway upper): the sandbox's /. */
+  root: string;
+  /** The trusted job filesystem, mounted on the host: the sandbox's /job. */
+  job: string;
+  /** Size of the sandbox's /tmp tmpfs (its pages count against the memory cgroup). */
+  tmpBytes: number;
+  nonce: string;
+  /** cgroup.procs files to join and prlimit options, from limits.ts. */
+  procsFiles: string[];
+  rlimits: string[];
+}
+
+/** bwrap's own arguments: fd 3 is --userns-block-fd, fd 4 --info-fd. */
+export function bwrapArgs(spec: SandboxSpec): string[] {
+  return [
+    '--unshare-user', '--userns-block-fd', '3', '--info-fd', '4', '--uid', '0', '--gid', '0',
+    '--unshare-pid', '--unshare-ipc', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try',
+    '--hostname', 'jobrunner', '--die-with-parent', '--new-session',
+    '--bind', spec.root, '/',
+    '--bind', spec.job, '/job',
+    '--proc', '/proc', '--dev', '/dev',
+    '--perms', '1777', '--size', String(spec.tmpBytes), '--tmpfs', '/tmp',
+    '--perms', '0755', '--tmpfs', '/run',
+    '--chdir', '/', '--clearenv', '--setenv', 'PATH', PATH, '--setenv', 'LANG', 'C.UTF-8',
+    '--', '/bin/bash', '-c', SANDBOX_INIT, 'construir', spec.nonce,
+  ];
+}
+
+/**
+ * The full argv: a shell that puts itself in the job's cgroups (as root, before anything of the
+ * job exists), then rlimits, then setpriv drops to idBase with no capabilities and no way back,
+ * dying with us; bwrap builds the namespaces from there, unprivileged.
+ */
+export function sandboxArgv(spec: SandboxSpec): string[] {
+  const join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+  const prlimit = spec.rlimits.length ? ['prlimit', ...spec.rlimits, '--'] : [];
+  return ['sh', '-c', join, 'sh', String(spec.procsFiles.length), ...spec.procsFiles, ...prlimit,
+    ...dropTo(spec.idBase), 'bwrap', ...bwrapArgs(spec)];
+}
+
+/** setpriv to an unprivileged id: no groups, no capabilities (bounding set too), no_new_privs, killed with its parent. */
+export function dropTo(id: number): string[] {
+  return ['setpriv', `--reuid=${id}`, `--regid=${id}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
+    '--no-new-privs', '--pdeathsig', 'KILL', '--'];
+}
+
+/** The uid_map/gid_map line: 65536 ids from 0 inside to idBase outside. */
+export const idMap = (idBase: number): string => `0 ${idBase} 65536\n`;
