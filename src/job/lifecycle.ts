@@ -78,6 +78,8 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
   const paths = claimPaths(dir);
   const runner = deps.runner ?? vmRunner(deps.accel);
   const cleanups: Array<{ what: string; fn: () => Promise<unknown> }> = [];
+  /** A remote run detached at shutdown goes on over the work image: the cleanup leaves it. */
+  let keepWork = false;
   const facts: RunFacts = { timings: { boot: null, run: null, compress: null }, input: { bytes: null, sha256: null }, base: null, vm: null };
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const t = Date.now();
@@ -117,7 +119,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       for (;;) {
       const attach = lease.remote ? await entryExists(paths.work) : false;
       await step('prepare', async () => {
-        cleanups.push({ what: paths.work, fn: () => rm(paths.work, { force: true }) });
+        cleanups.push({ what: paths.work, fn: () => (keepWork ? Promise.resolve() : rm(paths.work, { force: true })) });
         facts.input.bytes = (await lstat(input)).size;
         if (attach) { inputHash = digestFile(input).then((d) => d.sha256, () => null); return; }
         await rm(paths.work, { force: true });
@@ -156,7 +158,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       await handOver(deps.runAs, [paths.work, vmTmp]);
       const chosen = facts.base;
       const vm = await step('run', () => runner.run({
-        image: paths.work, base: chosen, settings: vmSettings, rootLayers: prepared?.rootLayers, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: stopSignal,
+        image: paths.work, base: chosen, settings: vmSettings, rootLayers: prepared?.rootLayers, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: stopSignal, cancel: deps.cancel,
         onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
         job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
           onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },
@@ -177,8 +179,12 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         await writeLease(dir, lease);
         continue;
       }
-      // Shutdown: a remote run goes on without us; the next start re-attaches to it.
-      if (vm.end === 'aborted' && !cancelled()) return await requeue(vm.reason);
+      // Shutdown: a remote run goes on without us; the next start re-attaches to it, over the work
+      // image it runs on (so that is kept: removing it would make the next start run the job again).
+      if (vm.end === 'aborted' && !cancelled()) {
+        if (lease.remote) keepWork = true;
+        return await requeue(vm.reason);
+      }
       lease.remote = null;
       emit({ type: 'booted', id: lease.id, name: lease.name, accel: vm.accel });
       facts.timings.boot = vm.bootMs;

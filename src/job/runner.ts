@@ -19,8 +19,10 @@ export interface RunRequest {
   /** Scratch directory of this run, removed by the lifecycle afterwards. */
   tmpDir: string;
   runAs?: RunAs;
-  /** Shutdown: stop the run; the outcome is then `aborted` and the job is requeued. */
+  /** Shutdown or cancel: stop the run; the outcome is then `aborted` (requeued unless cancelled). */
   signal: AbortSignal;
+  /** Cancel alone (also part of `signal`): runners that ship the run elsewhere must end it there too. */
+  cancel?: AbortSignal;
   /** The pid to record in the lease (killed at start-up if a crashed service left it running). */
   onSpawn?: (pid: number) => void;
   /**

@@ -49,10 +49,15 @@ export async function writeOutcome(claimDir: string, o: NodeOutcome): Promise<vo
   await writeFileAtomic(path.join(claimDir, OUTCOME_FILE), JSON.stringify(o, null, 2) + '\n');
 }
 
-/** The node's outcome for this job, or null when none was written (or it names another job). */
-export async function readOutcome(claimDir: string, jobId: string): Promise<NodeOutcome | null> {
+/**
+ * The node's outcome for this job, or null when none was written, or it names another job, or
+ * (given `slurmJobId`) another Slurm job: a node-run left from an earlier attempt must not speak
+ * for this one.
+ */
+export async function readOutcome(claimDir: string, jobId: string, slurmJobId?: number): Promise<NodeOutcome | null> {
   try {
     const o = JSON.parse(await readFile(path.join(claimDir, OUTCOME_FILE), 'utf8')) as NodeOutcome;
+    if (slurmJobId !== undefined && o.slurmJobId !== slurmJobId) return null;
     return o.protocol === 1 && o.jobId === jobId && typeof o.outcome?.end === 'string' ? o : null;
   } catch {
     return null;

@@ -92,9 +92,10 @@ export async function runOnSlurm(req: SlurmRunRequest): Promise<SlurmEnd> {
   const env = req.env ?? {};
   let slurmJobId = req.attachTo;
   if (slurmJobId !== null) {
-    const known = (await squeue([slurmJobId], env)).get(slurmJobId);
-    if (!known) {
-      const done = await readOutcome(req.claimDir, req.jobId);
+    const q = await squeueSurely([slurmJobId], env, req);
+    if (q === null) return { kind: 'detached', slurmJobId };
+    if (!q.get(slurmJobId)) {
+      const done = await readOutcome(req.claimDir, req.jobId, slurmJobId);
       if (done) return fromOutcome(done, slurmJobId);
       return { kind: 'infra', reason: `Slurm no longer knows job ${slurmJobId} and it left no outcome`, node: null, slurmJobId };
     }
@@ -120,9 +121,14 @@ export async function runOnSlurm(req: SlurmRunRequest): Promise<SlurmEnd> {
   // capacity, not the job's), with room for the node's own watchdogs to act first.
   const ourLimit = s.timeout + s.bootTimeout + 2 * s.killGrace + 30_000;
   for (;;) {
-    if (req.signal.aborted) return { kind: 'detached', slurmJobId: id };
+    // A cancel (its signal may also stop `signal`) ends the Slurm job; a shutdown alone detaches.
     if (req.cancel?.aborted && !cancelledByUs) { cancelledByUs = true; await scancel(id, env); }
-    const info = (await squeue([id], env).catch(() => undefined))?.get(id);
+    if (req.signal.aborted && !req.cancel?.aborted) return { kind: 'detached', slurmJobId: id };
+    // A failing squeue (controller restarting, overloaded) says nothing about the job: ask again.
+    // Reading it as "gone" would requeue a job that is still running and run it twice.
+    let q: Map<number, SlurmJobInfo>;
+    try { q = await squeue([id], env); } catch { await sleep(Math.max(s.slurmPoll, 2000), req.signal, req.cancel); continue; }
+    const info = q.get(id);
     if (info) last = info;
     if (info?.node && info.node !== node) { node = info.node; req.onNode?.(node); }
     if (info?.state === 'RUNNING' && runningSince === null) runningSince = Date.now();
@@ -130,15 +136,22 @@ export async function runOnSlurm(req: SlurmRunRequest): Promise<SlurmEnd> {
       cancelledByUs = true;
       await scancel(id, env);
       const out = await waitForEnd(id, env, req);
-      const o = await readOutcome(req.claimDir, req.jobId);
+      const o = await readOutcome(req.claimDir, req.jobId, id);
+      const why = `the node did not end the job within its limits; jobrunner cancelled Slurm job ${id}`;
+      // node-run ends with `aborted` when our scancel's TERM reaches it: that is our timeout.
+      if (o && (o.outcome.end === 'aborted' || o.outcome.end === 'killed')) return { kind: 'outcome', outcome: { ...o.outcome, end: 'timeout', reason: why }, node: o.node, slurmJobId: id };
       if (o) return fromOutcome(o, id);
       return { kind: 'outcome', outcome: synthetic('timeout', `the node did not end the job within its limits; jobrunner cancelled Slurm job ${id}`, ourLimit), node: out?.node ?? node, slurmJobId: id };
     }
     const ended = info === undefined || isTerminal(info.state);
     if (ended) {
       endedAt ??= Date.now();
-      const o = await readOutcome(req.claimDir, req.jobId);
+      const o = await readOutcome(req.claimDir, req.jobId, id);
       if (o) {
+        // Slurm's own --time backstop stopped node-run: a timeout, not someone else's cancel.
+        if ((info ?? last)?.state === 'TIMEOUT' && (o.outcome.end === 'aborted' || o.outcome.end === 'killed')) {
+          return { kind: 'outcome', outcome: { ...o.outcome, end: 'timeout', reason: `Slurm's time limit (the --time backstop) ended Slurm job ${id} on ${o.node}` }, node: o.node, slurmJobId: id };
+        }
         if (cancelledByUs && o.outcome.end === 'aborted') return { kind: 'outcome', outcome: { ...o.outcome, reason: `cancelled (Slurm job ${id})` }, node: o.node, slurmJobId: id };
         // node-run stopped by a TERM we did not send: someone cancelled the Slurm job.
         if (o.outcome.end === 'aborted') return { kind: 'outcome', outcome: { ...o.outcome, end: 'killed', reason: `Slurm job ${id} on ${o.node} was cancelled in Slurm by someone else (scancel or an administrator)` }, node: o.node, slurmJobId: id };
@@ -152,6 +165,14 @@ export async function runOnSlurm(req: SlurmRunRequest): Promise<SlurmEnd> {
       }
     }
     await sleep(s.slurmPoll, req.signal, req.cancel);
+  }
+}
+
+/** squeue, retried until it answers; null when `signal` (shutdown) stops us first. */
+async function squeueSurely(ids: number[], env: SlurmEnv, req: SlurmRunRequest): Promise<Map<number, SlurmJobInfo> | null> {
+  for (;;) {
+    if (req.signal.aborted) return null;
+    try { return await squeue(ids, env); } catch { await sleep(Math.max(req.settings.slurmPoll, 2000), req.signal); }
   }
 }
 
@@ -205,8 +226,9 @@ export function slurmRunner(settings: SlurmRunRequest['settings'] & { baseImageD
       let node: string | null = job.remote?.node ?? null;
       let slurmJobId: number | null = job.remote?.jobId ?? null;
       const end = await runOnSlurm({
-        jobId: job.id, claimDir: job.dir, baseImageDir: settings.baseImageDir, baseImage: req.base.name, settings, rootLayers: req.rootLayers,
-        attachTo: job.remote?.jobId ?? null, signal: req.signal, env,
+        // The request's settings: a job manifest's memory, cpus and timeout apply on Slurm too.
+        jobId: job.id, claimDir: job.dir, baseImageDir: settings.baseImageDir, baseImage: req.base.name, settings: { ...settings, ...req.settings }, rootLayers: req.rootLayers,
+        attachTo: job.remote?.jobId ?? null, signal: req.signal, cancel: req.cancel, env,
         onSubmit: (id) => { slurmJobId = id; job.onRemote({ backend: 'slurm', jobId: id, node: null }); },
         onNode: (n) => { node = n; if (slurmJobId !== null) job.onRemote({ backend: 'slurm', jobId: slurmJobId, node: n }); },
       });

@@ -74,5 +74,10 @@ describe('the node outcome file', () => {
     }
     await writeFile(path.join(dir, OUTCOME_FILE), JSON.stringify(good));
     expect((await readOutcome(dir, 'j1'))?.outcome.end).toBe('exited');
+    // Tied to the Slurm job: a node-run left from an earlier attempt (Slurm job 4) does not speak for job 5.
+    expect((await readOutcome(dir, 'j1', 5))?.slurmJobId).toBe(5);
+    expect(await readOutcome(dir, 'j1', 4)).toBeNull();
+    await writeFile(path.join(dir, OUTCOME_FILE), JSON.stringify({ ...good, slurmJobId: null }));
+    expect(await readOutcome(dir, 'j1', 5)).toBeNull();
   });
 });
