@@ -23,12 +23,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** Start `jobrunner` on a fresh spool with --listen; resolves once the API answers. */
-export async function startApiService(name: string, extra: string[] = [], root?: string): Promise<ApiService> {
+export async function startApiService(name: string, extra: string[] = [], root?: string, moreEnv: NodeJS.ProcessEnv = {}): Promise<ApiService> {
   root ??= await scratch(name);
   const port = await freePort();
   const s = { root, queue: path.join(root, 'queue'), done: path.join(root, 'done'), failed: path.join(root, 'failed') };
   await writeFile(path.join(root, 'config.json'), '{}');
-  const env = { ...process.env, JOBRUNNER_CONFIG: path.join(root, 'config.json') };
+  const env = { ...process.env, ...moreEnv, JOBRUNNER_CONFIG: path.join(root, 'config.json') };
   // A flag given twice is an error (convict): defaults only for what `extra` does not set.
   const defaults = [['--settle', '300ms'], ['--rescan-interval', '2s'], ['--log-level', 'debug']].filter(([f]) => !extra.includes(f!)).flat();
   const args = ['--queue', s.queue, '--done', s.done, '--failed', s.failed, ...defaults, '--listen', `127.0.0.1:${port}`, ...extra];

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/spool/record.js';
 import { HAVE_BASE, REPO, jobrunner, makeJob, qemuProcessesFor, runProc, scratch, waitFor } from '../helpers.js';
+import { addToken, startApiService, upload } from '../http-lib.js';
 import { HAVE_SLURM, startCluster, type Cluster } from '../slurm-cluster.js';
 
 interface Spool { root: string; queue: string; done: string; failed: string }
@@ -164,6 +165,61 @@ describe.skipIf(!HAVE_BASE || !HAVE_SLURM)('--backend slurm (real Slurm on loopb
     expect(st!.attempt).toBe(1);
     expect(second.output()).not.toMatch(/killed a qemu left by a previous run/);
     expect((await readdir(s.done)).filter((f) => f.endsWith('.json'))).toEqual(['kept.json']);
+  });
+});
+
+describe.skipIf(!HAVE_BASE || !HAVE_SLURM)('--backend slurm: a graceful stop and a cancel', () => {
+  let c: Cluster;
+  let work: string;
+  beforeAll(async () => {
+    c = await startCluster({ nodes: ['g1'], cpusPerNode: 2 });
+    work = await scratch('slurm-stop-jobs');
+  });
+  afterAll(async () => { await c?.stop(); });
+
+  it('SIGTERM detaches from a running Slurm job; the next start re-attaches to that job (its work image kept), published once', async () => {
+    const s = await newSpool('slurm-term');
+    await submit(s, await makeJob(work, 'slow', 'echo slow job starting\nsleep 25\nmkdir -p /job/output\necho "slow done" > /job/output/answer'), 'kept.img');
+    const first = service(s, c, ['--timeout', '6m', '--shutdown-grace', '2s']);
+    const p = await waitFor('the job on a node', () => placed(s), 180_000);
+    await waitFor('the job running', () => consoleHas(s, p.id, 'slow job starting'), 240_000);
+    first.child.kill('SIGTERM');
+    expect(await first.exited, first.output().slice(-2000)).toBe(0);
+    await readFile(path.join(s.queue, '.running', p.id, 'work.img')); // kept for the re-attach (throws if gone)
+    const second = service(s, c, ['--once', '--timeout', '6m']);
+    expect(await second.exited, second.output().slice(-3000)).toBe(0);
+    const st = await record(s.done, 'kept');
+    expect(st?.status, second.output().slice(-3000)).toBe('succeeded');
+    expect(st!.runner?.slurmJobId).toBe(p.slurmJobId);
+    expect(await extractOutput(path.join(s.done, 'kept.img.xz'), path.join(s.root, 'x'))).toBe('slow done\n');
+    expect((await readdir(s.done)).filter((f) => f.endsWith('.json'))).toEqual(['kept.json']);
+  });
+
+  it('a cancel through the API scancels the Slurm job: cancelled, nothing in done/, nothing left running', async () => {
+    const root = await scratch('slurm-cancel');
+    const api = await startApiService('slurm-cancel', ['--backend', 'slurm', '--memory', '384M', '--cpus', '1', '--timeout', '6m'], root, c.env);
+    const s: Spool = { root, queue: api.queue, done: api.done, failed: api.failed };
+    try {
+      const token = await addToken(api, 'canceller');
+      const r = await upload(api, await makeJob(work, 'sleepy', 'echo sleeping forever\nsleep 100000'), 'victim', token);
+      expect(r.status, await r.clone().text()).toBe(201);
+      const { id } = await r.json() as { id: string };
+      const p = await waitFor('the job on a node', () => placed(s), 180_000);
+      expect(p.id).toBe(id);
+      await waitFor('the job running', () => consoleHas(s, id, 'sleeping forever'), 240_000);
+      const d = await fetch(`${api.url}/api/v1/jobs/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+      expect(d.status, await d.clone().text()).toBeLessThan(300);
+      const st = await waitFor('the cancelled status', () => record(s.failed, 'victim'), 120_000);
+      expect(st.status).toBe('cancelled');
+      expect(await record(s.done, 'victim')).toBeNull();
+      const q = await runProc('squeue', ['--json', '-t', 'all'], { env: { ...process.env, ...c.env } });
+      const mine = JSON.parse(q.stdout) as { jobs: Array<{ job_id: number; job_state: string | string[] }> };
+      const state = mine.jobs.find((j) => j.job_id === p.slurmJobId)?.job_state;
+      expect([state].flat()).toEqual(['CANCELLED']);
+      expect(await qemuProcessesFor(root)).toEqual([]);
+    } finally {
+      await api.stop();
+    }
   });
 });
 
