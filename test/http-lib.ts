@@ -5,6 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { SseDecoder, type SseEvent } from '../src/sse.js';
 import { REPO, jobrunner, scratch } from './helpers.js';
 
 export interface ApiService {
@@ -80,7 +81,7 @@ export function rawRequest(port: number, chunks: Array<Buffer | string>, o: { en
   });
 }
 
-export interface SseEvent { id: string | null; event: string; data: string }
+export type { SseEvent };
 
 /**
  * Read SSE events from `path` until `stop(ev)` says so or the stream ends; then close.
@@ -91,23 +92,10 @@ export function readSse(svc: ApiService, p: string, stop: (ev: SseEvent, all: Ss
     const events: SseEvent[] = [];
     const req = http.get(`${svc.url}${p}`, { headers: lastEventId ? { 'last-event-id': lastEventId } : {} }, (res) => {
       if (res.statusCode !== 200) { reject(new Error(`SSE ${p}: HTTP ${res.statusCode}`)); return; }
-      let buf = '';
+      const sse = new SseDecoder();
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
-        buf += d;
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i); buf = buf.slice(i + 2);
-          const ev: SseEvent = { id: null, event: 'message', data: '' };
-          let data: string[] = []; let any = false;
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) continue;
-            const [k, ...v] = line.split(':');
-            const val = v.join(':').replace(/^ /, '');
-            if (k === 'id') ev.id = val; else if (k === 'event') ev.event = val; else if (k === 'data') { data.push(val); any = true; }
-          }
-          if (!any) continue;
-          ev.data = data.join('\n'); data = [];
+        for (const ev of sse.feed(d)) {
           events.push(ev);
           if (stop(ev, events)) { req.destroy(); resolve(events); return; }
         }

@@ -13,6 +13,7 @@ import { JrError, type ErrorCode } from '../errors.js';
 import type { JobStatus } from '../spool/record.js';
 import { claimPaths, RUNNING, type Lease } from '../spool/claim.js';
 import { spawnLean } from '../proc.js';
+import { SseDecoder } from '../sse.js';
 import { formatBytes } from '../units.js';
 
 interface Submitted { id: string; urls: Record<string, string> }
@@ -77,23 +78,13 @@ export async function followJob(server: string, token: string, id: string, print
       req.on('error', () => resolve(null));
       req.on('response', (res) => {
         if (res.statusCode !== 200) { void readBody(res).then((b) => reject(apiError(res.statusCode ?? 0, b))); return; }
-        let buf = ''; let final: JobStatus | null = null;
+        const sse = new SseDecoder(); let final: JobStatus | null = null;
         res.setEncoding('utf8');
         res.on('data', (d: string) => {
-          buf += d;
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, i); buf = buf.slice(i + 2);
-            let ev = 'message'; const data: string[] = []; let evId: string | null = null;
-            for (const line of block.split('\n')) {
-              if (line.startsWith('id: ')) evId = line.slice(4);
-              else if (line.startsWith('event: ')) ev = line.slice(7);
-              else if (line.startsWith('data: ') || line === 'data:') data.push(line.slice(6));
-            }
-            if (data.length === 0) continue;
-            if (evId !== null) lastId = evId;
-            if (ev === 'end') final = JSON.parse(data.join('\n')) as JobStatus;
-            else if (print) process.stdout.write(`${data.join('\n')}\n`);
+          for (const ev of sse.feed(d)) {
+            if (ev.id !== null) lastId = ev.id;
+            if (ev.event === 'end') final = JSON.parse(ev.data) as JobStatus;
+            else if (print) process.stdout.write(`${ev.data}\n`);
           }
         });
         res.on('end', () => resolve(final));
