@@ -1,6 +1,7 @@
 // Lint gate (scripts/test): typescript-eslint with type information, so that the promise rules
 // (a floating promise in the service is an error nobody hears about) see what is a Promise.
 import js from '@eslint/js';
+import stylistic from '@stylistic/eslint-plugin';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -22,6 +23,32 @@ export default tseslint.config(
       // `let x = default; try { x = … } catch { … }` is the house idiom for a fallback value.
       'no-useless-assignment': 'off',
       'prefer-const': ['error', { destructuring: 'all' }],
+    },
+  },
+  // The formatter: layout rules only, applied by `npm run format` (eslint --fix) and checked by
+  // `npm run lint` in ./scripts/test, so a diff never mixes layout with meaning.
+  {
+    files: ['**/*.ts', '**/*.mjs'],
+    plugins: { '@stylistic': stylistic },
+    rules: {
+      '@stylistic/indent': ['error', 2, { SwitchCase: 1, flatTernaryExpressions: true, ignoredNodes: ['TemplateLiteral *'] }],
+      '@stylistic/quotes': ['error', 'single', { avoidEscape: true, allowTemplateLiterals: 'always' }],
+      '@stylistic/semi': ['error', 'always'],
+      '@stylistic/comma-dangle': ['error', 'always-multiline'],
+      '@stylistic/no-trailing-spaces': 'error',
+      '@stylistic/eol-last': 'error',
+      '@stylistic/no-multiple-empty-lines': ['error', { max: 1, maxEOF: 0 }],
+      '@stylistic/no-tabs': 'error',
+      '@stylistic/max-len': ['error', { code: 180, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true, ignoreComments: false }],
+      '@stylistic/brace-style': ['error', '1tbs', { allowSingleLine: true }],
+      '@stylistic/keyword-spacing': 'error',
+      '@stylistic/space-before-blocks': 'error',
+      '@stylistic/comma-spacing': 'error',
+      '@stylistic/key-spacing': 'error',
+      '@stylistic/space-infix-ops': 'error',
+      '@stylistic/arrow-spacing': 'error',
+      '@stylistic/member-delimiter-style': 'error',
+      '@stylistic/type-annotation-spacing': 'error',
     },
   },
 );

@@ -44,7 +44,12 @@ if (!Number.isInteger(P) || P < 0 || P > 9) throw new Error(`--preset must be 0-
 // --- deterministic content ------------------------------------------------------------------------
 function prng(seed: number): () => number {
   let s = seed >>> 0;
-  return () => { s = (s + 0x6d2b79f5) | 0; let t = Math.imul(s ^ (s >>> 15), 1 | s); t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t; return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+  return () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 function randomData(n: number, rnd: () => number): Buffer {
   const b = Buffer.allocUnsafe(n + 4);

@@ -77,8 +77,7 @@ const order: Kind[] = ['bare', 'restore', 'cold'];
 for (let i = 0; i < runs; i++) {
   for (const kind of [...order.slice(i % 3), ...order.slice(0, i % 3)]) {
     let ms: number;
-    if (kind === 'bare') { const img = path.join(dir, `bare${i}.img`); copySparse(job, img); ms = await bare(img); }
-    else {
+    if (kind === 'bare') { const img = path.join(dir, `bare${i}.img`); copySparse(job, img); ms = await bare(img); } else {
       const r = await viaService(kind, i); ms = r.ms;
       if (kind === 'restore' && r.start?.timings) phases.push(r.start.timings);
     }

@@ -138,7 +138,7 @@ export function findConfigFile(explicit: string | undefined, env: NodeJS.Process
  * Unknown flags are an error, not silently ignored. Returns the settings and the leftover words.
  */
 export function loadSettings(argv: string[], env: NodeJS.ProcessEnv = process.env, allowed?: readonly SettingKey[]):
-  { settings: Settings; rest: string[]; configFile: string | null } {
+{ settings: Settings; rest: string[]; configFile: string | null } {
   const rest: string[] = [];
   const flags: string[] = [];
   let configFlag: string | undefined;

@@ -58,7 +58,9 @@ export function entryExists(p: string): Promise<boolean> {
 }
 
 /** What kind of file system object `st` (from lstat or fstat) describes, for refusal messages. */
-export function fileKind(st: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean }): string {
+export function fileKind(st: {
+  isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean;
+}): string {
   if (st.isSymbolicLink()) return 'a symbolic link';
   if (st.isDirectory()) return 'a directory';
   if (st.isFIFO()) return 'a FIFO';

@@ -138,7 +138,9 @@ export class Service {
   get isStopping(): boolean { return this.stopping; }
 
   /** The machine at a glance, for the dashboard and metrics. */
-  async machine(): Promise<{ version: string; accel: string; accelReason: string; concurrency: number; running: number; diskFree: number | null; timeout: number; startedAt: string }> {
+  async machine(): Promise<{
+    version: string; accel: string; accelReason: string; concurrency: number; running: number; diskFree: number | null; timeout: number; startedAt: string;
+  }> {
     const a = await this.accel.get();
     const fs = await statfs(this.s.queue).catch(() => null);
     return { version: this.o.version, accel: a.accel, accelReason: a.reason, concurrency: this.s.concurrency, running: this.scheduler.running,

@@ -47,7 +47,6 @@ function start(file: string, args: string[], env: NodeJS.ProcessEnv, log: string
   return spawn(file, args, { env, stdio: ['ignore', out, out] });
 }
 
-
 /** Start munged, slurmctld and the slurmds; resolves once every node is idle. */
 export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   const nodes = o.nodes ?? ['n1', 'n2'];

@@ -4,7 +4,6 @@ import { JrError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { isMain, runMain } from './args.js';
 
-
 const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> }> = {
   run: { summary: 'boot one job image now, in the foreground', load: async () => (await import('./run.js')).runMainCmd },
   status: { summary: 'show queued, running and recently finished jobs (from the spool)', load: async () => (await import('./status.js')).statusMain },

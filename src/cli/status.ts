@@ -46,7 +46,9 @@ export async function statusMain(argv: string[]): Promise<number> {
   const spool = new Spool(s);
   const q = await summariseQueue(spool.queue, shownQueued);
   const queued = q.oldest;
-  const running: Array<{ id: string; name: string; attempt: number; elapsedMs: number | null; state: string; lastLine: string; node: string | null; slurmJobId: number | null }> = [];
+  const running: Array<{
+    id: string; name: string; attempt: number; elapsedMs: number | null; state: string; lastLine: string; node: string | null; slurmJobId: number | null;
+  }> = [];
   for (const { id, dir, lease } of await spool.leases()) {
     const live = await isAlive(lease.servicePid);
     // The state the service keeps in the lease (older leases: told from startedAt, as before).

@@ -109,4 +109,3 @@ async function submitLocal(xz: string, name: string, bytes: number, v: { queue?:
   }
   return exitCodeOfStatus(final);
 }
-

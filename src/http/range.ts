@@ -10,8 +10,10 @@ export function parseRange(header: string | undefined, size: number): [number, n
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!m || (m[1] === '' && m[2] === '')) throw new JrError('JR_E_RANGE', `unsupported Range ${JSON.stringify(header.slice(0, 80))} (one bytes=A-B range)`);
   let start: number; let end: number;
-  if (m[1] === '') { start = Math.max(0, size - Number(m[2])); end = size - 1; } // suffix: the last N bytes
-  else { start = Number(m[1]); end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1); }
+  if (m[1] === '') { // suffix: the last N bytes
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else { start = Number(m[1]); end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1); }
   if (start > end || start >= size) throw new JrError('JR_E_RANGE', `Range ${header} is outside the ${size}-byte file`);
   return [start, end];
 }

@@ -117,88 +117,89 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
       // A run shipped elsewhere before a restart (lease.remote) is re-attached to, over the work
       // image it was started on; an infrastructure fault (vm.requeue) runs it again from the input.
       for (;;) {
-      const attach = lease.remote ? await entryExists(paths.work) : false;
-      await step('prepare', async () => {
-        cleanups.push({ what: paths.work, fn: () => (keepWork ? Promise.resolve() : rm(paths.work, { force: true })) });
-        facts.input.bytes = (await lstat(input)).size;
-        if (attach) { inputHash = digestFile(input).then((d) => d.sha256, () => null); return; }
-        await rm(paths.work, { force: true });
-        // Size first, by fstat: a huge sparse file is refused without reading (or hashing) it.
-        await checkInputFile(input, lease.compressed ? xzSlack(s.maxImageSize) : s.maxImageSize);
-        // Hashing a large sparse input takes seconds: do it while the VM runs (the input is never
-        // written), and collect the digest before publishing.
-        inputHash = digestFile(input).then((d) => d.sha256, () => null);
-        if (lease.compressed) await decompressFile(input, paths.work, { sizeCap: s.maxImageSize, signal: stopSignal });
-        else { await checkJobImage(input, s.maxImageSize); await copySparse(input, paths.work); }
-        await checkJobImage(paths.work, s.maxImageSize);
-      });
-      // deps (issue 11): the job's jobrunner.json, checked before boot (a bad one rejects the job).
-      const manifest = await step('manifest', () => loadJobManifest(paths.work, s));
-      const vmSettings = settingsFor(s, manifest);
-      facts.publish = manifest.publish;
-      facts.base = await step('base-image', async () => {
-        try {
-          return await loadBaseImage(s.baseImageDir, lease.base ?? s.baseImage);
-        } catch (e) {
+        const attach = lease.remote ? await entryExists(paths.work) : false;
+        await step('prepare', async () => {
+          cleanups.push({ what: paths.work, fn: () => (keepWork ? Promise.resolve() : rm(paths.work, { force: true })) });
+          facts.input.bytes = (await lstat(input)).size;
+          if (attach) { inputHash = digestFile(input).then((d) => d.sha256, () => null); return; }
+          await rm(paths.work, { force: true });
+          // Size first, by fstat: a huge sparse file is refused without reading (or hashing) it.
+          await checkInputFile(input, lease.compressed ? xzSlack(s.maxImageSize) : s.maxImageSize);
+          // Hashing a large sparse input takes seconds: do it while the VM runs (the input is never
+          // written), and collect the digest before publishing.
+          inputHash = digestFile(input).then((d) => d.sha256, () => null);
+          if (lease.compressed) await decompressFile(input, paths.work, { sizeCap: s.maxImageSize, signal: stopSignal });
+          else { await checkJobImage(input, s.maxImageSize); await copySparse(input, paths.work); }
+          await checkJobImage(paths.work, s.maxImageSize);
+        });
+        // deps (issue 11): the job's jobrunner.json, checked before boot (a bad one rejects the job).
+        const manifest = await step('manifest', () => loadJobManifest(paths.work, s));
+        const vmSettings = settingsFor(s, manifest);
+        facts.publish = manifest.publish;
+        facts.base = await step('base-image', async () => {
+          try {
+            return await loadBaseImage(s.baseImageDir, lease.base ?? s.baseImage);
+          } catch (e) {
           // A job naming a base we do not have is the job's problem; a broken default is ours.
-          if (lease.base !== null && isJrError(e, 'JR_E_BASE_IMAGE')) throw new JrError('JR_E_INPUT', `the job asks for base image '${lease.base}': ${messageOf(e)}`, { cause: e });
-          throw e;
-        }
-      });
-      // deps (issue 11): resolve + fetch on the host, install in a VM into a cached derived layer.
-      const base = facts.base;
-      const prepared = await step('deps', () => prepareDeps(manifest, base, { settings: s, accel: deps.accel, runAs: deps.runAs, signal: deps.signal }));
-      facts.deps = prepared?.record ?? null;
-      if (deps.signal.aborted) return await requeue('shutdown before the VM started');
-      move('start');
-      await writeLease(dir, lease);
-      // qemu's scratch (snapshot overlay, boot files): private, per job, reachable by the qemu user.
-      const vmTmp = await mkdtemp(path.join(os.tmpdir(), `${vmTmpPrefix(s.queue, lease.id)}-`));
-      cleanups.push({ what: vmTmp, fn: () => rm(vmTmp, { recursive: true, force: true }) });
-      await handOver(deps.runAs, [paths.work, vmTmp]);
-      const chosen = facts.base;
-      const vm = await step('run', () => runner.run({
-        image: paths.work, base: chosen, settings: vmSettings, rootLayers: prepared?.rootLayers, logPath: paths.log, tmpDir: vmTmp, runAs: deps.runAs, signal: stopSignal, cancel: deps.cancel,
-        onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
-        job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
-          onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },
-        onWarning: (reason) => emit({ type: 'warning', id: lease.id, name: lease.name, reason }),
-        onNote: (reason) => emit({ type: 'note', id: lease.id, name: lease.name, reason }),
-        awaitTemplate: false,
-      }));
-      facts.vm = vm;
-      if (vm.requeue !== undefined) {
-        lease.remote = null;
-        lease.attempt += 1;
-        emit({ type: 'requeued', id: lease.id, name: lease.name, reason: `${vm.requeue}; running it again (attempt ${lease.attempt})` });
-        if (lease.attempt > s.maxAttempts) {
-          throw new JrError('JR_E_INFRA', `the run failed for reasons outside the job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts}); last: ${vm.requeue}`, { jobId: lease.id });
-        }
-        // Back to claimed: the loop's next turn prepares the work image again and starts the run.
-        move('requeue'); move('claim');
+            if (lease.base !== null && isJrError(e, 'JR_E_BASE_IMAGE')) throw new JrError('JR_E_INPUT', `the job asks for base image '${lease.base}': ${messageOf(e)}`, { cause: e });
+            throw e;
+          }
+        });
+        // deps (issue 11): resolve + fetch on the host, install in a VM into a cached derived layer.
+        const base = facts.base;
+        const prepared = await step('deps', () => prepareDeps(manifest, base, { settings: s, accel: deps.accel, runAs: deps.runAs, signal: deps.signal }));
+        facts.deps = prepared?.record ?? null;
+        if (deps.signal.aborted) return await requeue('shutdown before the VM started');
+        move('start');
         await writeLease(dir, lease);
-        continue;
-      }
-      // Shutdown: a remote run goes on without us; the next start re-attaches to it, over the work
-      // image it runs on (so that is kept: removing it would make the next start run the job again).
-      if (vm.end === 'aborted' && !cancelled()) {
-        if (lease.remote) keepWork = true;
-        return await requeue(vm.reason);
-      }
-      lease.remote = null;
-      emit({ type: 'booted', id: lease.id, name: lease.name, accel: vm.accel });
-      facts.timings.boot = vm.bootMs;
-      facts.timings.run = vm.bootMs === null ? null : vm.totalMs - vm.bootMs;
-      verdict = cancelled() ?? verdictOf(vm);
-      break;
+        // qemu's scratch (snapshot overlay, boot files): private, per job, reachable by the qemu user.
+        const vmTmp = await mkdtemp(path.join(os.tmpdir(), `${vmTmpPrefix(s.queue, lease.id)}-`));
+        cleanups.push({ what: vmTmp, fn: () => rm(vmTmp, { recursive: true, force: true }) });
+        await handOver(deps.runAs, [paths.work, vmTmp]);
+        const chosen = facts.base;
+        const vm = await step('run', () => runner.run({
+          image: paths.work, base: chosen, settings: vmSettings, rootLayers: prepared?.rootLayers, logPath: paths.log, tmpDir: vmTmp,
+          runAs: deps.runAs, signal: stopSignal, cancel: deps.cancel,
+          onSpawn: (pid) => { lease.qemuPid = pid; void writeLease(dir, lease).catch(cleanupFailed('lease (qemu pid)')); },
+          job: { id: lease.id, dir, remote: attach ? lease.remote ?? null : null,
+            onRemote: (r) => { lease.remote = r; void writeLease(dir, lease).catch(cleanupFailed('lease (remote run)')); } },
+          onWarning: (reason) => emit({ type: 'warning', id: lease.id, name: lease.name, reason }),
+          onNote: (reason) => emit({ type: 'note', id: lease.id, name: lease.name, reason }),
+          awaitTemplate: false,
+        }));
+        facts.vm = vm;
+        if (vm.requeue !== undefined) {
+          lease.remote = null;
+          lease.attempt += 1;
+          emit({ type: 'requeued', id: lease.id, name: lease.name, reason: `${vm.requeue}; running it again (attempt ${lease.attempt})` });
+          if (lease.attempt > s.maxAttempts) {
+            throw new JrError('JR_E_INFRA', `the run failed for reasons outside the job ${lease.attempt - 1} times (max-attempts ${s.maxAttempts}); last: ${vm.requeue}`, { jobId: lease.id });
+          }
+          // Back to claimed: the loop's next turn prepares the work image again and starts the run.
+          move('requeue'); move('claim');
+          await writeLease(dir, lease);
+          continue;
+        }
+        // Shutdown: a remote run goes on without us; the next start re-attaches to it, over the work
+        // image it runs on (so that is kept: removing it would make the next start run the job again).
+        if (vm.end === 'aborted' && !cancelled()) {
+          if (lease.remote) keepWork = true;
+          return await requeue(vm.reason);
+        }
+        lease.remote = null;
+        emit({ type: 'booted', id: lease.id, name: lease.name, accel: vm.accel });
+        facts.timings.boot = vm.bootMs;
+        facts.timings.run = vm.bootMs === null ? null : vm.totalMs - vm.bootMs;
+        verdict = cancelled() ?? verdictOf(vm);
+        break;
       }
     } catch (e) {
       if (deps.signal.aborted) return await requeue('shutdown');
       const c = cancelled();
       if (c) { verdict = c; } else {
-      const rejected = isJrError(e, 'JR_E_INPUT') || isJrError(e, 'JR_E_XZ');
-      const interrupted = isJrError(e, 'JR_E_INTERRUPTED');
-      verdict = { status: rejected ? 'rejected' : interrupted ? 'failed' : 'error', exitCode: null, reason: messageOf(e), publishWork: false };
+        const rejected = isJrError(e, 'JR_E_INPUT') || isJrError(e, 'JR_E_XZ');
+        const interrupted = isJrError(e, 'JR_E_INTERRUPTED');
+        verdict = { status: rejected ? 'rejected' : interrupted ? 'failed' : 'error', exitCode: null, reason: messageOf(e), publishWork: false };
       }
     }
 

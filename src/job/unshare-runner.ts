@@ -18,10 +18,10 @@ export function unshareRunner(settings: UnshareSettings & Pick<Settings, 'queue'
         return Promise.reject(new JrError('JR_E_CONFIG', '--isolation unshare does not run jobs with build dependencies (derived base layers) yet: use --isolation vm'));
       }
       return runJobUnshare({
-      image: req.image, base: req.base, settings: { ...settings, memory: req.settings.memory, cpus: req.settings.cpus, timeout: req.settings.timeout },
-      logPath: req.logPath, signal: req.signal, onSpawn: req.onSpawn,
-      // A claim names the sandbox by its job id; without one (a direct run) a random id is used.
-      id: req.job ? unshareJobId(settings.queue, req.job.id) : undefined,
+        image: req.image, base: req.base, settings: { ...settings, memory: req.settings.memory, cpus: req.settings.cpus, timeout: req.settings.timeout },
+        logPath: req.logPath, signal: req.signal, onSpawn: req.onSpawn,
+        // A claim names the sandbox by its job id; without one (a direct run) a random id is used.
+        id: req.job ? unshareJobId(settings.queue, req.job.id) : undefined,
       });
     },
   };

@@ -147,8 +147,7 @@ async function releaseLocked(home: string, name: string, holder: Holder | null, 
     s.holders = s.holders.filter((h) => !same(holder)(h));
     for (const i of s.items) i.holders = i.holders.filter((h) => !same(holder)(h));
   }
-  if (unpinTargets === 'all') { s.pinned = false; for (const i of s.items) i.pinned = false; }
-  else for (const t of unpinTargets ?? []) { const i = s.items.find((x) => x.target === t); if (i) i.pinned = false; }
+  if (unpinTargets === 'all') { s.pinned = false; for (const i of s.items) i.pinned = false; } else for (const t of unpinTargets ?? []) { const i = s.items.find((x) => x.target === t); if (i) i.pinned = false; }
   const problems = await gc(s, save);
   if (!s.disk && s.items.length === 0) await rm(p.state, { force: true });
   return problems;

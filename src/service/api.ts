@@ -44,7 +44,6 @@ export interface ListQuery { state?: ViewState[]; status?: FinalStatus[]; token?
 
 interface Finished { st: JobStatus; dir: string }
 
-
 export interface ServiceLink {
   settings: Settings;
   uploads: Uploads;

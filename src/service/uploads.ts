@@ -133,7 +133,9 @@ export class Uploads {
    * record written, then renamed in. A body that ends early, passes the cap or is neither an ext
    * image nor xz leaves nothing behind. `complete` tells a whole body from a cut-off one.
    */
-  async receive(body: Readable, o: { name: string; owner: string; limits: UploadLimits; declared: number | null; complete: () => boolean; onBytes?: (n: number) => void }): Promise<UploadRecord> {
+  async receive(body: Readable, o: {
+    name: string; owner: string; limits: UploadLimits; declared: number | null; complete: () => boolean; onBytes?: (n: number) => void;
+  }): Promise<UploadRecord> {
     await this.open(true);
     const id = newJobId();
     const tmp = path.join(this.queue, `.upload-${id}.part`);

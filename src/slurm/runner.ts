@@ -100,7 +100,10 @@ export async function runOnSlurm(req: SlurmRunRequest): Promise<SlurmEnd> {
       return { kind: 'infra', reason: `Slurm no longer knows job ${slurmJobId} and it left no outcome`, node: null, slurmJobId };
     }
   } else {
-    await writeRequest(req.claimDir, { protocol: 1, jobId: req.jobId, baseImageDir: req.baseImageDir, baseImage: req.baseImage, settings: pickVmSettings(s), ...(req.rootLayers?.length ? { rootLayers: req.rootLayers } : {}) });
+    await writeRequest(req.claimDir, {
+      protocol: 1, jobId: req.jobId, baseImageDir: req.baseImageDir, baseImage: req.baseImage, settings: pickVmSettings(s),
+      ...(req.rootLayers?.length ? { rootLayers: req.rootLayers } : {}),
+    });
     const limitS = (s.timeout + s.bootTimeout + 2 * s.killGrace) / 1000 + BACKSTOP_S;
     slurmJobId = await sbatch({
       script: batchScript(req.jobrunner ?? path.join(REPO_ROOT, 'jobrunner'), req.claimDir),

@@ -21,8 +21,7 @@ export function parseSubmission(file: string): Submission | null {
   if (isIgnored(file) || file.includes('/')) return null;
   let stem: string;
   let compressed = false;
-  if (file.endsWith('.img.xz')) { stem = file.slice(0, -7); compressed = true; }
-  else if (file.endsWith('.img')) stem = file.slice(0, -4);
+  if (file.endsWith('.img.xz')) { stem = file.slice(0, -7); compressed = true; } else if (file.endsWith('.img')) stem = file.slice(0, -4);
   else return null;
   let base: string | null = null;
   const at = stem.lastIndexOf('@');

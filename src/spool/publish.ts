@@ -18,7 +18,6 @@ export async function sweepTemps(dir: string): Promise<number> {
   return n;
 }
 
-
 export interface PublishFiles {
   /** Already-written temp files in `dir`, keyed by final extension (e.g. 'img.xz', 'log'). */
   temps: Record<string, string>;

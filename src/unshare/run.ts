@@ -236,8 +236,7 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
     log.write(chunk);
     req.onConsole?.(chunk);
     for (const ev of parser.feed(chunk)) {
-      if (ev.kind === 'start' && bootMs === null) { bootMs = Date.now() - started; clearTimeout(bootTimer); }
-      else if (ev.kind === 'exit' && exitCode === null) exitCode = ev.code;
+      if (ev.kind === 'start' && bootMs === null) { bootMs = Date.now() - started; clearTimeout(bootTimer); } else if (ev.kind === 'exit' && exitCode === null) exitCode = ev.code;
       else if (ev.kind === 'end' && !clean) {
         clean = true;
         // The init is done (job reaped, leftovers killed, synced). A sandbox that does not end now

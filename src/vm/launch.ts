@@ -140,8 +140,7 @@ export async function launchVm(opts: LaunchOptions): Promise<VmOutcome> {
     opts.onConsole?.(chunk);
     for (const ev of parser.feed(chunk)) {
       opts.onEvent?.(ev);
-      if (ev.kind === 'start' && bootMs === null) { bootMs = Date.now() - started; clearTimeout(bootTimer); }
-      else if (ev.kind === 'exit' && exitCode === null) exitCode = ev.code;
+      if (ev.kind === 'start' && bootMs === null) { bootMs = Date.now() - started; clearTimeout(bootTimer); } else if (ev.kind === 'exit' && exitCode === null) exitCode = ev.code;
       else if (ev.kind === 'end') clean = true;
       else if (ev.kind === 'bad-image') badImage = ev.reason;
       else if (ev.kind === 'initramfs-failed') initramfsFailure = ev.reason;

@@ -25,7 +25,12 @@ import type { BlockLayout } from './verify.js';
  */
 export const DEFAULT_PRESET = 1;
 
-export interface CompressOptions { threads?: number /* default os.availableParallelism() */; blockSize?: number; preset?: number /* default DEFAULT_PRESET */; signal?: AbortSignal }
+export interface CompressOptions {
+  threads?: number; // default os.availableParallelism()
+  blockSize?: number;
+  preset?: number; // default DEFAULT_PRESET
+  signal?: AbortSignal;
+}
 export interface CompressResult {
   bytesIn: number; bytesOut: number; sha256: string /* of the .xz written */; durationMs: number;
   /** How the work split up: blocks per kind, bytes per kind, and how holes were found. */

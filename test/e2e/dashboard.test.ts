@@ -65,7 +65,11 @@ describe.skipIf(!HAVE_BASE || !existsSync(CHROMIUM))('dashboard in chromium (rea
     await row.waitFor({ timeout: 300_000 });
     expect(await row.locator('td').nth(1).textContent()).toBe('succeeded');
     const href = await row.locator('a.result-link').getAttribute('href');
-    const dl = await page.evaluate(async (u) => { const x = await fetch(u!); const b = new Uint8Array(await x.arrayBuffer()); return { status: x.status, magic: Array.from(b.slice(0, 6)) }; }, href);
+    const dl = await page.evaluate(async (u) => {
+      const x = await fetch(u!);
+      const b = new Uint8Array(await x.arrayBuffer());
+      return { status: x.status, magic: Array.from(b.slice(0, 6)) };
+    }, href);
     expect(dl).toEqual({ status: 200, magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00] });
 
     // The job's own page: the whole log, the guest's <script> as text, never as markup.

@@ -10,7 +10,10 @@ import type { JobStatus } from '../../src/spool/record.js';
 import { HAVE_BASE, jobTree, jobrunner, makeJob, qemuProcessesFor, scratch } from '../helpers.js';
 import { addToken, queueLeftovers, rawRequest, readSse, startApiService, upload, uploadRecords, waitFor, type ApiService } from '../http-lib.js';
 
-interface JobJson { id: string; state: string; status: string | null; owner: string | null; position: number | null; heartbeat: { cpuSeconds: number } | null; urls: Record<string, string> }
+interface JobJson {
+  id: string; state: string; status: string | null; owner: string | null; position: number | null;
+  heartbeat: { cpuSeconds: number } | null; urls: Record<string, string>;
+}
 
 const getJob = async (svc: ApiService, id: string): Promise<JobJson> => (await (await fetch(`${svc.url}/api/v1/jobs/${id}`)).json()) as JobJson;
 

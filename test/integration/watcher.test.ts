@@ -16,7 +16,11 @@ describe('queue watcher', () => {
 
   async function watch(dir: string, settleMs: number): Promise<Array<Candidate & { at: number }>> {
     const seen: Array<Candidate & { at: number }> = [];
-    w = new QueueWatcher({ dir, settleMs, rescanMs: 60_000, onReady: async (batch) => { for (const c of batch) seen.push({ ...c, at: Date.now() }); return []; }, capacity: () => 100, onError: (e) => { throw e; } });
+    w = new QueueWatcher({
+      dir, settleMs, rescanMs: 60_000, capacity: () => 100,
+      onReady: async (batch) => { for (const c of batch) seen.push({ ...c, at: Date.now() }); return []; },
+      onError: (e) => { throw e; },
+    });
     await w.start();
     return seen;
   }

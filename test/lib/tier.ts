@@ -36,7 +36,7 @@ export async function tierSpool(name: string, extra: string[] = [], opts: { defa
       // --start cold: the fake qemu does not speak migration or QMP, so it cannot be restored; the
       // restore path is tested on real qemu (test/e2e/restore.test.ts), its fallback here (start-fallback).
       ...withFlags(['--start', 'cold', '--settle', '200ms', '--rescan-interval', '1s', '--boot-timeout', '4s', '--timeout', '20s', '--kill-grace', '1s', '--shutdown-grace', '2s',
-      '--log-level', 'debug'], extra)],
+        '--log-level', 'debug'], extra)],
   };
 }
 

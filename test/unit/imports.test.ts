@@ -28,12 +28,12 @@ describe('import graph', () => {
 
   it('finds a cycle, an upward import (type-only too) and a directory in no layer', () => {
     const dir = tree({
-      'errors.ts': "export const x = 1;\n",
+      'errors.ts': 'export const x = 1;\n',
       'spool/a.ts': "import type { J } from '../job/j.js';\nexport const a = 1;\n",
       'job/j.ts': "import { a } from '../spool/a.js';\nexport type J = number;\n",
       'cli/one.ts': "import {\n  two,\n} from './two.js';\nexport const one = 1;\n",
       'cli/two.ts': "export const two = async () => import('./one.js');\n",
-      'mystery/m.ts': "export const m = 1;\n",
+      'mystery/m.ts': 'export const m = 1;\n',
     });
     const g = importGraph(dir);
     expect(g.get('cli/one.ts')).toEqual(['cli/two.ts']);

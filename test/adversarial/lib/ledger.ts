@@ -13,7 +13,10 @@ export interface Fingerprint { sha256: string | null; size: number; mtimeMs: num
 /** sha256 (unless `hash` is false: a 4 GiB sparse root image takes half a minute) + stat of a file. */
 export async function fingerprint(file: string, hash = true): Promise<Fingerprint> {
   const st = await lstat(file);
-  return { sha256: hash && st.isFile() ? await sha256(file) : null, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: hash ? 0 : st.ctimeMs, nlink: st.nlink, mode: st.mode, uid: st.uid };
+  return {
+    sha256: hash && st.isFile() ? await sha256(file) : null,
+    size: st.size, mtimeMs: st.mtimeMs, ctimeMs: hash ? 0 : st.ctimeMs, nlink: st.nlink, mode: st.mode, uid: st.uid,
+  };
 }
 
 interface Expectation { spool: Spool; submitted: string; stays?: string }
