@@ -20,7 +20,9 @@ function service(backend: Backend): Svc {
   for (const d of Object.values(spool)) mkdirSync(d, { recursive: true });
   writeFileSync(path.join(root, 'config.json'), '{}');
   const child = spawn(path.join(ROOT, 'jobrunner'), ['--queue', spool.queue, '--done', spool.done, '--failed', spool.failed,
-    '--backend', backend, '--log-level', 'warn'],
+    // Both cold: Slurm nodes boot cold (docs/SCALE-OUT.md), so a restoring local baseline would
+    // measure the start path, not Slurm's dispatch.
+    '--backend', backend, '--log-level', 'warn', '--start', 'cold'],
   { env: { ...process.env, ...cluster.env, JOBRUNNER_CONFIG: path.join(root, 'config.json'), JOBRUNNER_LISTEN: 'off' }, stdio: ['ignore', 'inherit', 'inherit'] });
   return { spool, child };
 }

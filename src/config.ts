@@ -91,7 +91,7 @@ const schema = {
   depsCache: { doc: 'Cache of fetched .debs and derived base layers ("" = <base-image-dir>/../deps-cache)', format: String, default: '', env: 'JOBRUNNER_DEPS_CACHE', arg: 'deps-cache' },
   depsCacheSize: { doc: 'Bound on the deps cache; least recently used layers and .debs go first', format: 'size', default: '20G', env: 'JOBRUNNER_DEPS_CACHE_SIZE', arg: 'deps-cache-size' },
   // --- end deps
-  start: { doc: 'How a job VM starts: restore (from a saved, pre-booted template of the base image, built on first need; falls back to cold with a warning) or cold (a full boot; the default until the whole suite has run with restore)', format: ['restore', 'cold'], default: 'cold', env: 'JOBRUNNER_START', arg: 'start' },
+  start: { doc: 'How a job VM starts: restore (from a saved, pre-booted template of the base image, built on first need; falls back to cold with a warning) or cold (a full boot)', format: ['restore', 'cold'], default: 'restore', env: 'JOBRUNNER_START', arg: 'start' },
   // The HTTP API and dashboard (issue 14, src/http).
   listen: { doc: 'HTTP API and dashboard address HOST:PORT, or off', format: 'listen', default: '127.0.0.1:7480', env: 'JOBRUNNER_LISTEN', arg: 'listen' },
   tokens: { doc: 'API token file (sha256 of each token, mode 0600); "" = jobrunner.tokens.json beside the config file', format: String, default: '', env: 'JOBRUNNER_TOKENS', arg: 'tokens' },

@@ -15,7 +15,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(argv: str
   submit: { summary: 'submit a job directory or image to a jobrunner (HTTP API or the local queue)', load: async () => (await import('./submit.js')).submitMain },
   token: { summary: 'add, list or revoke API tokens (HTTP submit and cancel)', load: async () => (await import('./token.js')).tokenMain },
   demo: { summary: 'package examples/hello, run it through the service, show the result', load: async () => (await import('./demo.js')).demoMain },
-  template: { summary: 'build or check the saved VM template jobs restore from (--start restore)', load: async () => (await import('./template.js')).templateMain },
+  template: { summary: 'build or check the saved VM template jobs restore from (the default start)', load: async () => (await import('./template.js')).templateMain },
 };
 
 function help(): string {

@@ -26,12 +26,12 @@ const KEYS: SettingKey[] = ['timeout', 'baseImage', 'baseImageDir', 'memory', 'c
 export const RUN_HELP = `Usage: jobrunner run IMAGE [options]
 
 Boots one job image now, in the foreground, exactly as the service would: the base image's root
-disk in snapshot mode, IMAGE as the writable second disk, /job/bin/construir run as root. With
---start restore the guest is restored from the base image's saved VM template
-(built first when missing; a cold boot with a warning when it cannot be used; docs/START.md).
-With
---isolation unshare the job runs in a bubblewrap sandbox on the host kernel instead (no VM; the
-same contract and exit codes; needs root; docs/SECURITY.md says what it does not protect). The
+disk in snapshot mode, IMAGE as the writable second disk, /job/bin/construir run as root. By
+default (--start restore) the guest is restored from the base image's saved VM template (built
+first when missing; a cold boot with a warning when it cannot be used; --start cold always boots;
+docs/START.md). With --isolation unshare the job runs in a bubblewrap sandbox on the host kernel
+instead (no VM; the same contract and exit codes; needs root; docs/SECURITY.md says what it does
+not protect). The
 guest console streams to stdout. IMAGE is modified in place (results land in it, e.g. /job/output/;
 pull them out with scripts/extract IMAGE OUTDIR). A jobrunner.json in IMAGE is honoured as by the
 service: its packages are resolved, fetched and installed into a cached derived layer first
