@@ -12,7 +12,7 @@ const runs = Number(process.argv[2] ?? 5);
 const base = await loadBaseImage(path.join(ROOT, 'base-image'), 'default');
 const dir = scratchDir('overhead');
 const job = trivialJob(dir, 'trivial', 'echo ok', []); // mkimage defaults: content + 1 GiB free, sparse ext4
-// Two services, one per start mode (issue 13): restore from the saved template and cold (the default).
+// Two services, one per start mode (issue 13): restore from the saved template (the default) and cold.
 type Mode = 'restore' | 'cold';
 type Spool = { queue: string; done: string; failed: string };
 const spools = {} as Record<Mode, Spool>;
