@@ -16,7 +16,7 @@ const avail = async (name: string): Promise<number> => {
   if (!m) throw new Error(`${name}.log has no AVAIL= line`);
   return Number(m[1]);
 };
-const SCRIPT = 'set -e; echo "AVAIL=$(df -B1 --output=avail /job | tail -1 | tr -d \' \')"';
+const SCRIPT = 'set -e; mkdir -p /job/output; echo "AVAIL=$(df -B1 --output=avail /job | tail -1 | tr -d \' \')"';
 
 async function job(name: string, script: string, manifest: unknown): Promise<void> {
   const tree = await jobTree(path.join(root, 'trees', name), script, manifest === null ? {} : { 'jobrunner.json': JSON.stringify(manifest) });
