@@ -7,6 +7,7 @@ import { JrError, isJrError } from '../errors.js';
 import { loadBaseImage } from '../image/base.js';
 import { checkJobImage } from '../job/validate.js';
 import { loadJobManifest, prepareDeps, settingsFor } from '../job/deps.js';
+import { growJobDisk } from '../deps/grow-disk.js';
 import { runRecord } from '../job/run-record.js';
 import { digestFile } from '../image/meta.js';
 import { writeFileAtomic } from '../fsutil.js';
@@ -75,6 +76,8 @@ export async function runMainCmd(argv: string[]): Promise<number> {
   try {
     await checkJobImage(image, settings.maxImageSize);
     manifest = await loadJobManifest(image, settings);
+    // deps (issue 11): the manifest's disk grows IMAGE itself (a foreground run writes it in place anyway).
+    if (manifest.disk !== null) await growJobDisk(image, manifest.disk);
   } catch (e) {
     if (isJrError(e, 'JR_E_INPUT')) { process.stderr.write(`jobrunner run: ${image}: ${e.message}\n`); return EXIT.badImage; }
     throw e;

@@ -10,13 +10,17 @@ import { JrError } from '../errors.js';
 import type { JobStatus } from '../spool/record.js';
 import { compressFile } from '../xz/compress.js';
 import { EXIT } from '../job/exit-codes.js';
+import { run } from '../proc.js';
 import { apiUpload, extractOutput, followJob, waitLocal } from './submit-client.js';
 
 const HELP = `Usage: jobrunner submit DIR|IMAGE [--server URL] [--token T] [--name N] [--follow] [--wait] [-o OUTDIR]
+       jobrunner submit --dsc FILE.dsc [same options]
 
 Submits a job. DIR (with bin/construir) is packaged with mkimage; a raw .img is compressed with
 jobrunner's own compressor (sparse-aware: a 1 GiB mostly-empty image uploads as kilobytes);
-a .img.xz is sent as it is.
+a .img.xz is sent as it is. --dsc FILE.dsc makes the job with scripts/mkjob-deb (a Debian source
+package built with dpkg-buildpackage; its files must sit beside the .dsc): with --wait -o OUTDIR
+the .deb, .buildinfo and .changes land in OUTDIR/output/.
 
   --server URL    a jobrunner HTTP API (e.g. http://build.example.org:7480); without it the image
                   is dropped into the local queue (--queue) atomically
@@ -27,6 +31,9 @@ a .img.xz is sent as it is.
                   124 timeout, 121 boot failed, 122 bad image, 123 no exit status, 125 error, 130 cancelled)
   -o OUTDIR       with --wait: extract the job's /job/output into OUTDIR (as OUTDIR/output/...)
   --queue DIR     the local queue (without --server)
+  --dsc FILE.dsc  submit a build of this Debian source package (instead of DIR|IMAGE); the job
+                  publishes only /job/output (locally) or its image (with --server, whose
+                  output.tar reads /job/output from it)
   -h, --help      this help
 `;
 
@@ -48,12 +55,16 @@ export async function submitMain(argv: string[]): Promise<number> {
     args: argv, allowPositionals: true, strict: true,
     options: {
       server: { type: 'string' }, token: { type: 'string' }, name: { type: 'string' }, follow: { type: 'boolean' }, wait: { type: 'boolean' },
-      output: { type: 'string', short: 'o' }, queue: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      output: { type: 'string', short: 'o' }, queue: { type: 'string' }, help: { type: 'boolean', short: 'h' }, dsc: { type: 'string' },
     },
   });
   if (values.help) { process.stdout.write(HELP); return 0; }
-  if (positionals.length !== 1) throw new JrError('JR_E_USAGE', 'Expected one DIR or IMAGE (see jobrunner submit --help)');
   if (values.output && !values.wait) throw new JrError('JR_E_USAGE', '-o OUTDIR needs --wait');
+  if (values.dsc !== undefined) {
+    if (positionals.length !== 0) throw new JrError('JR_E_USAGE', 'Expected --dsc FILE.dsc or one DIR|IMAGE, not both (see jobrunner submit --help)');
+    return await submitDsc(values.dsc, argv);
+  }
+  if (positionals.length !== 1) throw new JrError('JR_E_USAGE', 'Expected one DIR or IMAGE (see jobrunner submit --help)');
   const src = path.resolve(positionals[0]!);
   const st = await stat(src).catch(() => { throw new JrError('JR_E_USAGE', `${src} does not exist`); });
   const name = values.name ?? path.basename(src).replace(/\.img(\.xz)?$/, '');
@@ -89,6 +100,34 @@ export async function submitMain(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * --dsc (issue 11): make the job with mkjob-deb into a temp dir, then submit that image with the
+ * same options. Locally it publishes /job/output only; with --server the image (see --help).
+ */
+async function submitDsc(dsc: string, argv: string[]): Promise<number> {
+  if (!dsc.endsWith('.dsc')) throw new JrError('JR_E_USAGE', `Expected --dsc to name a .dsc file, got ${JSON.stringify(dsc)}`);
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'jobrunner-submit-dsc-'));
+  try {
+    const server = argv.some((a) => a === '--server' || a.startsWith('--server='));
+    const { main } = await import('./mkjob-deb.js');
+    const made = path.join(tmp, 'job.img');
+    const code = await main([path.resolve(dsc), '-o', made, '--publish', server ? 'image' : 'output']);
+    if (code !== 0) return code;
+    // The job's name: SOURCE_VERSION (epoch dropped, anything a name may not hold made _).
+    const base = path.basename(dsc, '.dsc').replace(/[^A-Za-z0-9._+-]/g, '_');
+    const image = path.join(tmp, `${base}.img`);
+    await rename(made, image);
+    const rest: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      if (argv[i] === '--dsc') i++;
+      else if (!argv[i]!.startsWith('--dsc=')) rest.push(argv[i]!);
+    }
+    return await submitMain([...rest, image]);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
 /** Without --server: into the local queue atomically (a dotfile, then rename), then follow the spool. */
 async function submitLocal(xz: string, name: string, bytes: number, v: { queue?: string; wait?: boolean; follow?: boolean; output?: string }): Promise<number> {
   const { settings } = loadSettings(v.queue ? ['--queue', v.queue] : [], process.env, ['queue', 'done', 'failed']);
@@ -105,7 +144,13 @@ async function submitLocal(xz: string, name: string, bytes: number, v: { queue?:
   if (v.output) {
     const { main } = await import('./extract.js');
     const dir = final.status === 'succeeded' ? settings.done : settings.failed;
-    if (final.output) await main([path.join(dir, `${final.publishedAs}.img.xz`), path.resolve(v.output), '/output']);
+    // deps (issue 11): a job that asked for "publish": "output" left NAME.output.tar.xz (output/...) instead of an image.
+    const tarXz = path.join(dir, `${final.publishedAs}.output.tar.xz`);
+    if (final.output && await stat(tarXz).catch(() => null)) {
+      await mkdir(path.resolve(v.output), { recursive: true });
+      await run('tar', ['-x', '-J', '--no-same-owner', '--no-same-permissions', '-C', path.resolve(v.output), '-f', tarXz]);
+      process.stderr.write(`extracted /job/output into ${path.join(path.resolve(v.output), 'output')}\n`);
+    } else if (final.output) await main([path.join(dir, `${final.publishedAs}.img.xz`), path.resolve(v.output), '/output']);
   }
   return exitCodeOfStatus(final);
 }

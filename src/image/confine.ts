@@ -9,7 +9,7 @@
 //   and here  -> a wall-clock timeout that SIGKILLs it, stdout and stderr capped (killed past a cap).
 // The sandbox writes nothing we keep: callers parse its stdout and copy bytes out of the image
 // themselves (src/image/extract-tree.ts), bounded by their own caps.
-import { chmod, chown, mkdtemp, realpath, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, realpath, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { JrError } from '../errors.js';
@@ -78,6 +78,9 @@ async function tool(name: string): Promise<string> {
   return realpath(found);
 }
 
+/** How openConfined binds the image: read-only unless `writable` (only for our own copy of a job disk). */
+export interface ConfineOpen { writable?: boolean }
+
 /** One image opened for confined reading; `run` may be called many times; `close` when done. */
 export interface ConfinedImage {
   /** The image as the sandbox sees it: pass this path to the tool. */
@@ -103,12 +106,17 @@ export interface ConfinedSession {
  * root-only file, or one in a private directory), a sparse private copy readable by it is made in
  * stagingRoot() (costs one read of the data) and removed by close().
  */
-export async function openConfined(image: string): Promise<ConfinedImage> {
+export async function openConfined(image: string, opts: ConfineOpen = {}): Promise<ConfinedImage> {
   const id = await sandboxIdentity();
   const [setpriv, prlimit, bwrap] = await Promise.all([tool('setpriv'), tool('prlimit'), tool('bwrap')]);
-  let source = path.resolve(image);
+  const original = path.resolve(image);
+  let source = original;
   let staging: string | null = null;
-  if (id && !(await readableBy(id, source, setpriv))) {
+  // writable (issue 11, growing a job disk): the image is bound read-write and the file-size limit
+  // is its size; a private copy, when one is needed, is copied back over the image by close().
+  const writable = opts.writable === true;
+  const fsize = writable ? Math.max(16777216, (await stat(original)).size) : 16777216;
+  if (id && !(await (writable ? writableBy : readableBy)(id, source, setpriv))) {
     staging = await mkdtemp(path.join(stagingRoot(), 'jr-confine-'));
     const copy = path.join(staging, 'image');
     try {
@@ -116,6 +124,7 @@ export async function openConfined(image: string): Promise<ConfinedImage> {
       // cp --sparse=always skips holes (SEEK_DATA); fs.copyFile would write them out as zeros.
       await run('cp', ['--sparse=always', '--', source, copy]);
       await shareFileWithSandbox(copy);
+      if (writable) await chmod(copy, 0o660);
     } catch (e) {
       await rm(staging, { recursive: true, force: true });
       throw new JrError('JR_E_PROCESS', `could not make a copy of ${image} the sandbox can read in ${stagingRoot()}: ${(e as Error).message}`, { cause: e });
@@ -128,12 +137,14 @@ export async function openConfined(image: string): Promise<ConfinedImage> {
   const argvFor = async (toolName: string, args: readonly string[], lim: ConfineLimits): Promise<string[]> => {
     const bin = await tool(toolName);
     if (!bin.startsWith('/usr/')) throw new JrError('JR_E_CONFIG', `${toolName} resolves to ${bin}, outside /usr: the sandbox only has /usr`);
-    return [...prefix, prlimit, `--cpu=${lim.cpuSeconds}`, `--as=${lim.memoryBytes}`, '--fsize=16777216', '--nofile=64', '--core=0', '--',
+    return [...prefix, prlimit, `--cpu=${lim.cpuSeconds}`, `--as=${lim.memoryBytes}`, `--fsize=${fsize}`, '--nofile=64', '--core=0', '--',
       bwrap, '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--clearenv',
       '--setenv', 'PATH', '/usr/sbin:/usr/bin', '--ro-bind', '/usr', '/usr',
       '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/sbin', '/sbin',
       '--ro-bind', '/etc/ld.so.cache', '/etc/ld.so.cache', '--dev', '/dev', '--size', '16777216', '--tmpfs', '/tmp',
-      '--ro-bind', source, SANDBOX_IMAGE, '--chdir', '/', '--', bin, ...args];
+      // resize2fs asks /etc/mtab whether the image is mounted; the sandbox has none (and it is not).
+      ...(writable ? ['--setenv', 'EXT2FS_NO_MTAB_OK', '1'] : []),
+      writable ? '--bind' : '--ro-bind', source, SANDBOX_IMAGE, '--chdir', '/', '--', bin, ...args];
   };
   return {
     path: SANDBOX_IMAGE,
@@ -145,7 +156,14 @@ export async function openConfined(image: string): Promise<ConfinedImage> {
       const lim = { ...DEFAULT_LIMITS, ...limits };
       return startSession(await argvFor(toolName, args, lim), lim, toolName);
     },
-    close: async () => { if (staging) await rm(staging, { recursive: true, force: true }); },
+    close: async () => {
+      if (!staging) return;
+      try {
+        if (writable) await run('cp', ['--sparse=always', '--', source, original]);
+      } finally {
+        await rm(staging, { recursive: true, force: true });
+      }
+    },
   };
 }
 
@@ -155,6 +173,11 @@ export async function openConfined(image: string): Promise<ConfinedImage> {
  */
 export function stagingRoot(): string {
   return process.env.JOBRUNNER_CONFINE_TMPDIR || '/var/tmp';
+}
+
+async function writableBy(id: Identity, file: string, setpriv: string): Promise<boolean> {
+  const r = await run(setpriv, [`--reuid=${id.uid}`, `--regid=${id.gid}`, '--clear-groups', '--', 'test', '-w', file], { reject: false });
+  return r.exitCode === 0;
 }
 
 async function readableBy(id: Identity, file: string, setpriv: string): Promise<boolean> {

@@ -22,6 +22,7 @@ import { vmRunner, type Runner } from './runner.js';
 import { checkInputFile, checkJobImage } from './validate.js';
 import type { AccelState, VmRunOutcome } from './vm-run.js';
 import { loadJobManifest, prepareDeps, settingsFor } from './deps.js';
+import { growJobDisk } from '../deps/grow-disk.js';
 
 export type JobEvent =
   | { type: 'started'; id: string; name: string; attempt: number }
@@ -136,6 +137,12 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         const manifest = await step('manifest', () => loadJobManifest(paths.work, s));
         const vmSettings = settingsFor(s, manifest);
         facts.publish = manifest.publish;
+        // deps (issue 11): the manifest's disk: grow our copy of the job disk (confined), not on a re-attach.
+        const disk = manifest.disk;
+        if (disk !== null && !attach) {
+          const grown = await step('disk', () => growJobDisk(paths.work, disk));
+          if (grown) emit({ type: 'note', id: lease.id, name: lease.name, reason: `job disk grown to ${grown.freeAfter} bytes free (manifest disk)` });
+        }
         facts.base = await step('base-image', async () => {
           try {
             return await loadBaseImage(s.baseImageDir, lease.base ?? s.baseImage);

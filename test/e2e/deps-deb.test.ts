@@ -3,17 +3,19 @@
 // into a job by scripts/mkjob-deb, its build dependencies resolved on the host and installed in a
 // VM into a derived layer, built by dpkg-buildpackage -us -uc -b in the guest, published as
 // NAME.output.tar.xz; the .deb is checked on the host with dpkg-deb. A second build of the same
-// package boots on the cached layer. (hello's full build takes ~30 min under TCG: bench/deps.)
+// package, submitted with `jobrunner submit --dsc --wait -o`, boots on the cached layer and its
+// .debs land in OUTDIR. (hello's full build takes ~30 min under TCG: bench/deps.)
 import { mkdir, readFile, readdir, writeFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/spool/record.js';
-import { HAVE_BASE, REPO, jobrunner, runProc, scratch } from '../helpers.js';
+import { HAVE_BASE, REPO, jobrunner, runProc, scratch, type ProcResult } from '../helpers.js';
 import { debianSource } from '../lib/debian-source.js';
 
 const PKG = 'base-files';
 let root = '';
 let dsc = '';
+let second = '';
 const status = async (dir: string, name: string): Promise<JobStatus> => JSON.parse(await readFile(path.join(root, dir, `${name}.json`), 'utf8')) as JobStatus;
 
 async function mkjob(name: string): Promise<void> {
@@ -73,14 +75,33 @@ describe.skipIf(!HAVE_BASE)(`a Debian source package (${PKG}) built through the 
     expect(st.deps!.layer!.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  describe('a second build of the same package', () => {
+  describe('a second build of the same package, submitted with jobrunner submit --dsc --wait -o', () => {
+    let submitted: ProcResult | null = null;
     beforeAll(async () => {
-      await mkjob('second');
+      // submit makes the job with mkjob-deb, queues it and waits for its status; the service runs meanwhile.
+      const submit = jobrunner(['submit', '--dsc', dsc, '--queue', path.join(root, 'queue'), '--wait', '-o', path.join(root, 'submit-out')],
+        { env: { ...process.env, JOBRUNNER_DONE: path.join(root, 'done'), JOBRUNNER_FAILED: path.join(root, 'failed') }, timeoutMs: 1_500_000 });
+      for (let i = 0; i < 600 && !(await readdir(path.join(root, 'queue'))).some((f) => /^base-files_.*\.img\.xz$/.test(f)); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
       await serviceOnce();
+      submitted = await submit;
+      second = (await readdir(path.join(root, 'done'))).find((f) => /^base-files_.*\.json$/.test(f))?.replace(/\.json$/, '') ?? 'missing';
     }, 1_800_000);
 
+    it('exits 0 and leaves the .deb, .buildinfo and .changes in OUTDIR/output', async () => {
+      expect(submitted!.code, submitted!.stderr).toBe(0);
+      const files = await readdir(path.join(root, 'submit-out', 'output'));
+      const deb = files.find((f) => /^base-files_.*_amd64\.deb$/.test(f));
+      expect(deb, files.join(' ')).toBeDefined();
+      expect(files.some((f) => f.endsWith('.buildinfo')) && files.some((f) => f.endsWith('.changes'))).toBe(true);
+      const info = await runProc('dpkg-deb', ['--info', path.join(root, 'submit-out', 'output', deb!)]);
+      expect(info.code, info.stderr).toBe(0);
+      expect(info.stdout).toMatch(/^ Package: base-files$/m);
+    });
+
     it('boots on the cached layer: nothing installed, resolve + fetch under 5 s, the same .deb', async () => {
-      const [a, b] = [await status('done', 'first'), await status('done', 'second')];
+      const [a, b] = [await status('done', 'first'), await status('done', second)];
       expect(b.status, b.reason).toBe('succeeded');
       expect(b.deps).toMatchObject({ cacheHit: true, downloaded: { debs: 0, bytes: 0 } });
       expect(b.deps!.durations.install).toBeNull();

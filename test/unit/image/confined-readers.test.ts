@@ -1,5 +1,6 @@
 // The one-runner rule, checked on the source: e2fsprogs' image readers are started only by
-// src/image/debugfs.ts, which starts them only through the confined runner (src/image/confine.ts).
+// src/image/debugfs.ts (and, to grow a job disk, src/deps/grow-disk.ts), which start them only
+// through the confined runner (src/image/confine.ts).
 import { describe, expect, it } from 'vitest';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,13 +17,17 @@ async function sources(dir: string): Promise<string[]> {
 }
 
 describe('readers of job images', () => {
-  it('start debugfs, e2fsck, dumpe2fs or e2image only in src/image/debugfs.ts, and only confined', async () => {
+  it('start debugfs, e2fsck, resize2fs, dumpe2fs or e2image only in debugfs.ts and grow-disk.ts, and only confined', async () => {
     const users: string[] = [];
     for (const f of await sources(path.join(REPO, 'src'))) {
       const text = await readFile(f, 'utf8');
-      if (/['"`](debugfs|e2fsck|fsck\.ext\d|dumpe2fs|e2image|e2ls|e2cp)['"`]/.test(text)) users.push(path.relative(REPO, f));
+      if (/['"`](debugfs|e2fsck|resize2fs|fsck\.ext\d|dumpe2fs|e2image|e2ls|e2cp)['"`]/.test(text)) users.push(path.relative(REPO, f));
     }
-    expect(users).toEqual(['src/image/debugfs.ts']);
+    expect(users.sort()).toEqual(['src/deps/grow-disk.ts', 'src/image/debugfs.ts']);
+    const grow = await readFile(path.join(REPO, 'src/deps/grow-disk.ts'), 'utf8');
+    expect(grow).not.toMatch(/from '\.\.\/proc\.js'/);
+    expect(grow).toMatch(/box\.run\('e2fsck'/);
+    expect(grow).toMatch(/box\.run\('resize2fs'/);
     const debugfs = await readFile(path.join(REPO, 'src/image/debugfs.ts'), 'utf8');
     expect(debugfs).not.toMatch(/from '\.\.\/proc\.js'/); // no unconfined process start
     expect(debugfs).toMatch(/box\.session\('debugfs'/);
