@@ -17,13 +17,7 @@ export async function freeSpace(image: string): Promise<{ free: number; blocks: 
   const fs = await DebugfsImage.open(image);
   try {
     const sb = await fs.superblock();
-    const [out] = await fs.batch(['stats -h']);
-    const num = (k: string): number => {
-      const m = new RegExp(`^${k}:\\s+(\\d+)$`, 'm').exec(out!);
-      if (!m) throw new JrError('JR_E_INPUT', `the job image's superblock has no ${k}`);
-      return Number(m[1]);
-    };
-    const free = Math.max(0, num('Free blocks') - num('Reserved block count'));
+    const free = Math.max(0, sb.freeBlocks - sb.reservedBlocks);
     return { free: free * sb.blockSize, blocks: sb.blockCount, blockSize: sb.blockSize };
   } finally {
     await fs.close();

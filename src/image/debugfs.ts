@@ -10,7 +10,11 @@ import { JrError } from '../errors.js';
 import { openConfined, type ConfinedImage, type ConfinedSession, type ConfineLimits } from './confine.js';
 import { parseLsP, type DirEntry } from './ext.js';
 
-export interface Superblock { blockSize: number; inodeCount: number; blockCount: number }
+export interface Superblock {
+  blockSize: number; inodeCount: number; blockCount: number;
+  /** Free blocks, and those reserved for root (df's Avail is the difference). */
+  freeBlocks: number; reservedBlocks: number;
+}
 
 /** A mapped run of a file: `count` blocks at logical block `logical` stored at physical `physical`. */
 export interface Extent { logical: number; physical: number; count: number }
@@ -85,7 +89,10 @@ export class DebugfsImage {
       if (!m) throw new JrError('JR_E_INPUT', `the image's superblock has no ${k}`);
       return Number(m[1]);
     };
-    const sb = { blockSize: num('Block size'), inodeCount: num('Inode count'), blockCount: num('Block count') };
+    const sb = {
+      blockSize: num('Block size'), inodeCount: num('Inode count'), blockCount: num('Block count'),
+      freeBlocks: num('Free blocks'), reservedBlocks: num('Reserved block count'),
+    };
     if (![1024, 2048, 4096, 65536].includes(sb.blockSize)) throw new JrError('JR_E_INPUT', `the image claims an unsupported block size ${sb.blockSize}`);
     return sb;
   }
