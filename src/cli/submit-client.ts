@@ -107,11 +107,21 @@ export async function extractOutput(server: string, token: string, id: string, o
     req.on('response', resolve); req.on('error', reject); req.end();
   });
   if (res.statusCode !== 200) { const b = await readBody(res); if (res.statusCode === 404) { process.stderr.write(`${apiError(404, b).message}\n`); return; } throw apiError(res.statusCode ?? 0, b); }
-  const tar = spawnLean('tar', ['-x', '--no-same-owner', '-C', outDir, '-f', '-'], { stdin: 'pipe' });
+  await unpackOutput(outDir, res);
+}
+
+/**
+ * Unpack a tar of output/... into `outDir` (tar refuses absolute and .. paths; owners are not
+ * kept): streamed (the API's output.tar) or a local NAME.output.tar.xz ("publish": "output").
+ */
+export async function unpackOutput(outDir: string, from: NodeJS.ReadableStream | string): Promise<void> {
+  await mkdir(outDir, { recursive: true });
+  const local = typeof from === 'string';
+  const tar = spawnLean('tar', ['-x', '--no-same-owner', '-C', outDir, ...(local ? ['-J', '-f', from] : ['-f', '-'])], { stdin: local ? 'ignore' : 'pipe' });
   tar.stderr.resume();
-  await pipeline(res, tar.stdin!);
+  if (!local) await pipeline(from, tar.stdin!);
   const done = await tar.done;
-  if (done.exitCode !== 0) throw new JrError('JR_E_PROCESS', `unpacking output.tar into ${outDir} failed (tar exit ${done.exitCode})`);
+  if (done.exitCode !== 0) throw new JrError('JR_E_PROCESS', `unpacking /job/output into ${outDir} failed (tar exit ${done.exitCode})`);
   process.stderr.write(`extracted /job/output into ${path.join(outDir, 'output')}\n`);
 }
 

@@ -10,8 +10,7 @@ import { JrError } from '../errors.js';
 import type { JobStatus } from '../spool/record.js';
 import { compressFile } from '../xz/compress.js';
 import { EXIT } from '../job/exit-codes.js';
-import { run } from '../proc.js';
-import { apiUpload, extractOutput, followJob, waitLocal } from './submit-client.js';
+import { apiUpload, extractOutput, followJob, unpackOutput, waitLocal } from './submit-client.js';
 
 const HELP = `Usage: jobrunner submit DIR|IMAGE [--server URL] [--token T] [--name N] [--follow] [--wait] [-o OUTDIR]
        jobrunner submit --dsc FILE.dsc [same options]
@@ -146,11 +145,8 @@ async function submitLocal(xz: string, name: string, bytes: number, v: { queue?:
     const dir = final.status === 'succeeded' ? settings.done : settings.failed;
     // deps (issue 11): a job that asked for "publish": "output" left NAME.output.tar.xz (output/...) instead of an image.
     const tarXz = path.join(dir, `${final.publishedAs}.output.tar.xz`);
-    if (final.output && await stat(tarXz).catch(() => null)) {
-      await mkdir(path.resolve(v.output), { recursive: true });
-      await run('tar', ['-x', '-J', '--no-same-owner', '--no-same-permissions', '-C', path.resolve(v.output), '-f', tarXz]);
-      process.stderr.write(`extracted /job/output into ${path.join(path.resolve(v.output), 'output')}\n`);
-    } else if (final.output) await main([path.join(dir, `${final.publishedAs}.img.xz`), path.resolve(v.output), '/output']);
+    if (final.output && await stat(tarXz).catch(() => null)) await unpackOutput(path.resolve(v.output), tarXz);
+    else if (final.output) await main([path.join(dir, `${final.publishedAs}.img.xz`), path.resolve(v.output), '/output']);
   }
   return exitCodeOfStatus(final);
 }
