@@ -2,11 +2,16 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import type { JobStatus } from '../src/spool/record.js';
 import { debianSource } from '../test/lib/debian-source.js';
 import { ROOT, scratchDir } from './lib.js';
 
-const pkg = process.argv[2] ?? 'hello';
+const { values: opts, positionals } = parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { isolation: { type: 'string', default: 'vm' } } });
+if (opts.isolation !== 'vm' && opts.isolation !== 'unshare') throw new Error(`--isolation: vm or unshare, not ${JSON.stringify(opts.isolation)}`);
+if (positionals.length > 1) throw new Error('usage: bench/deps [SOURCE-PACKAGE] [--isolation vm|unshare]');
+const pkg = positionals[0] ?? 'hello';
+const isolation = opts.isolation;
 const dir = scratchDir('deps');
 chmodSync(dir, 0o755); // apt's _apt download user must reach the deps cache
 const spool = { queue: path.join(dir, 'queue'), done: path.join(dir, 'done'), failed: path.join(dir, 'failed') };
@@ -17,7 +22,7 @@ const dsc = await debianSource(pkg);
 /** Build `pkg` once as job `name` through `jobrunner --once`; its status record. */
 function build(name: string): JobStatus {
   execFileSync(path.join(ROOT, 'scripts', 'mkjob-deb'), [dsc, '-o', path.join(spool.queue, `${name}.img`)], { stdio: 'ignore' });
-  execFileSync(path.join(ROOT, 'jobrunner'), ['--queue', spool.queue, '--done', spool.done, '--failed', spool.failed, '--once',
+  execFileSync(path.join(ROOT, 'jobrunner'), ['--isolation', isolation, '--queue', spool.queue, '--done', spool.done, '--failed', spool.failed, '--once',
     '--settle', '200ms', '--deps-cache', path.join(dir, 'deps-cache'), '--timeout', '2h', '--boot-timeout', '10m', '--log-level', 'warn'],
   { env: { ...process.env, JOBRUNNER_CONFIG: path.join(dir, 'config.json') }, stdio: ['ignore', 'inherit', 'inherit'] });
   const st = JSON.parse(readFileSync(path.join(spool.done, `${name}.json`), 'utf8')) as JobStatus;
@@ -25,7 +30,7 @@ function build(name: string): JobStatus {
   return st;
 }
 
-console.log(`bench/deps: ${path.basename(dsc)} built twice (fresh deps cache in ${dir})`);
+console.log(`bench/deps: ${path.basename(dsc)} built twice with --isolation ${isolation} (fresh deps cache in ${dir})`);
 const rows = [build('first'), build('second')].map((st) => {
   const d = st.deps!;
   const depsS = d.durations.resolve + d.durations.fetch + (d.durations.install ?? 0);

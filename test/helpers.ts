@@ -22,6 +22,9 @@ export function realBaseAvailable(env: NodeJS.ProcessEnv, present: boolean): boo
 }
 export const HAVE_BASE = realBaseAvailable(process.env, existsSync(path.join(BASE_DIR, 'default', 'image.json')));
 
+/** Root, bubblewrap and the real base image: what --isolation unshare tests need. */
+export const CAN_UNSHARE = HAVE_BASE && process.getuid?.() === 0 && existsSync('/usr/bin/bwrap');
+
 export interface ProcResult { code: number | null; signal: string | null; stdout: string; stderr: string; ms: number }
 
 /** Run a program (no shell) and collect everything; never rejects. */

@@ -10,7 +10,8 @@ export const DEPS_HELP = `Usage: jobrunner deps list [--json] [options]
        jobrunner deps prune [options]
 
 The deps cache holds the .debs fetched for job manifests (debs/SHA256.deb) and the derived base
-layers built from them (layers/KEY.qcow2 + KEY.json, KEY = sha256 of base image + package set).
+layers built from them (layers/KEY.qcow2 for the VM or KEY.ext4 for --isolation unshare, + KEY.json;
+KEY = sha256 of the runner kind, base image and package set).
   list    every layer (its packages) and the .debs, least recently used first
   prune   evict least recently used entries until the cache fits --deps-cache-size
           (entries used in the last 10 minutes are kept: a job may be about to boot on them)

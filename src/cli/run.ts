@@ -114,11 +114,8 @@ export async function runMainCmd(argv: string[]): Promise<number> {
     await handOver(runAs, [image, tmpDir]);
     const onConsole = quiet ? undefined : (chunk: Buffer): void => { process.stdout.write(chunk); };
     // --- isolation (issue 12) ---
-    if (settings.isolation === 'unshare' && (deps?.rootLayers?.length ?? 0) > 0) {
-      throw new JrError('JR_E_CONFIG', '--isolation unshare does not run jobs with build dependencies (derived base layers) yet: use --isolation vm for this job');
-    }
     const out = settings.isolation === 'unshare'
-      ? await runJobUnshare({ image, base, settings: { ...settings, ...settingsFor(settings, manifest) }, logPath, signal: abort.signal, onConsole,
+      ? await runJobUnshare({ image, base, settings: { ...settings, ...settingsFor(settings, manifest) }, rootLayers: deps?.rootLayers, logPath, signal: abort.signal, onConsole,
         onNote: (line) => { if (!quiet) process.stderr.write(`jobrunner run: ${line}\n`); } })
       : await runJobVm({ image, base, settings: settingsFor(settings, manifest), rootLayers: deps?.rootLayers, logPath, tmpDir, runAs, signal: abort.signal, onConsole,
         onWarning: (msg) => { process.stderr.write(`jobrunner run: WARNING: ${msg}\n`); },

@@ -11,7 +11,7 @@ export interface CacheEntry {
   id: string;
   bytes: number;
   lastUsed: Date;
-  /** Files that make up the entry (removed together). */
+  /** Files that make up the entry (removed together): a layer's are [data (.qcow2 or .ext4), .json, .log]. */
   files: string[];
   /** A layer's resolved packages. */
   packages?: string[];
@@ -25,13 +25,13 @@ export async function listCache(cacheDir: string): Promise<CacheEntry[]> {
   const out: CacheEntry[] = [];
   const ldir = layersDir(cacheDir);
   for (const f of await readdir(ldir).catch(() => [] as string[])) {
-    const m = /^([0-9a-f]{64})\.qcow2$/.exec(f);
+    const m = /^([0-9a-f]{64})\.(qcow2|ext4)$/.exec(f);
     if (!m) continue;
     const st = await stat(path.join(ldir, f)).catch(() => null);
     if (!st) continue;
     const rec = JSON.parse(await readFile(path.join(ldir, `${m[1]}.json`), 'utf8').catch(() => 'null')) as LayerRecord | null;
     out.push({ kind: 'layer', id: m[1]!, bytes: st.size, lastUsed: st.atime, packages: rec?.packages ?? [],
-      files: ['qcow2', 'json', 'log'].map((e) => path.join(ldir, `${m[1]}.${e}`)) });
+      files: [m[2]!, 'json', 'log'].map((e) => path.join(ldir, `${m[1]}.${e}`)) });
   }
   const ddir = debsDir(cacheDir);
   for (const f of await readdir(ddir).catch(() => [] as string[])) {

@@ -1,7 +1,10 @@
-// Derived base layers: a qcow2 over the base's root.img holding exactly a resolved package set,
-// installed by apt INSIDE a VM (network off, from the fetched .debs only): no package script ever
-// runs on the host. Keyed by sha256(base root sha256 + sorted name:arch=version list); read-only
-// once written; jobs boot on it in snapshot mode, so nothing a job does reaches it.
+// Derived base layers: the changes a resolved package set makes to the base's root, installed by
+// apt INSIDE the job's isolation (network off, from the fetched .debs only): no package script ever
+// runs on the host unconfined. For the VM a layer is a qcow2 over the base's root.img; for
+// --isolation unshare it is an ext4 image whose upper/ is an overlayfs upper directory written by
+// the install sandbox (ids shifted by --unshare-uid-base). Keyed by sha256(kind + base root sha256 +
+// sorted name:arch=version list); read-only once written; jobs run on it with a throwaway layer
+// above (snapshot mode; a read-only lower), so nothing a job does reaches it.
 import { createHash } from 'node:crypto';
 import { chmod, link, mkdir, mkdtemp, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,6 +15,7 @@ import { makeExtImage } from '../image/ext.js';
 import { digestFile } from '../image/meta.js';
 import { run } from '../proc.js';
 import { handOver, type RunAs } from '../run-as.js';
+import { makeEmptyExt4 } from '../unshare/stage.js';
 import type { CachedDeb } from './fetch.js';
 import { withLock } from './lock.js';
 import { pinOf, type ResolvedPackage } from './resolve.js';
@@ -19,6 +23,8 @@ import { pinOf, type ResolvedPackage } from './resolve.js';
 /** What layers/KEY.json records about a layer. */
 export interface LayerRecord {
   key: string;
+  /** qcow2 (VM) or ext4 (unshare); records from before unshare layers existed are qcow2. */
+  format?: LayerFormat;
   base: { name: string; sha256: string };
   packages: string[];
   sha256: string;
@@ -32,10 +38,32 @@ export interface Layer { file: string; record: LayerRecord; hit: boolean }
 /** The cache's layer directory. */
 export const layersDir = (cacheDir: string): string => path.join(cacheDir, 'layers');
 
-/** The layer key of a resolved set on a base: independent of the order apt printed it in. */
-export function layerKey(baseSha256: string, pkgs: ResolvedPackage[]): string {
+export type LayerFormat = 'qcow2' | 'ext4';
+
+/** Which runner a layer is for: a VM's qcow2, or an unshare sandbox's ext4 with ids shifted by idBase. */
+export type LayerKind = { isolation: 'vm' } | { isolation: 'unshare'; idBase: number };
+export const VM_LAYER: LayerKind = { isolation: 'vm' };
+
+export const layerFormat = (kind: LayerKind): LayerFormat => (kind.isolation === 'vm' ? 'qcow2' : 'ext4');
+
+/** A layer's file in the cache. */
+export const layerFile = (dir: string, key: string, format: LayerFormat): string => path.join(dir, `${key}.${format}`);
+
+/**
+ * The layer key of a resolved set on a base for one kind of runner: independent of the order apt
+ * printed it in. The VM's salt is the one keys had before unshare layers (their cache stays valid);
+ * an unshare layer's files carry shifted ids, so its id base is part of the key.
+ */
+export function layerKey(baseSha256: string, pkgs: ResolvedPackage[], kind: LayerKind = VM_LAYER): string {
   const pins = pkgs.map(pinOf).sort();
-  return createHash('sha256').update(`jobrunner-layer-v1\n${baseSha256}\n${pins.join('\n')}\n`).digest('hex');
+  const salt = kind.isolation === 'vm' ? 'jobrunner-layer-v1' : `jobrunner-layer-unshare-v1 ${kind.idBase}`;
+  return createHash('sha256').update(`${salt}\n${baseSha256}\n${pins.join('\n')}\n`).digest('hex');
+}
+
+/** Size of an unshare layer's (sparse) ext4: room for the unpacked packages, 1 GiB at least. */
+export function ext4LayerBytes(debBytes: number): number {
+  const mib = 1024 * 1024;
+  return Math.ceil(Math.max(1024 * mib, debBytes * 8 + 512 * mib) / mib) * mib;
 }
 
 // The install job's entry point. apt reads no sources (an empty list: the guest has no
@@ -51,25 +79,30 @@ apt-get install -y -q --no-install-recommends -o Dir::Etc::SourceList=/tmp/no-so
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/eipp.log.xz
 sync
-mount -o remount,ro / || echo "layer: / stayed writable; synced instead"
+# In a VM the root becomes read-only (a clean filesystem); a sandbox may not remount: the host
+# unmounts its layer cleanly instead.
+mount -o remount,ro / 2>/dev/null || true
 echo "layer: installed $(ls debs | wc -l) packages"
 `;
 
 /** The cached, complete, read-only layer with this key, or null. Marks it used (LRU). */
-export function cachedLayer(cacheDir: string, key: string): Promise<Layer | null> {
-  return layerHit(layersDir(cacheDir), key);
+export function cachedLayer(cacheDir: string, key: string, format: LayerFormat = 'qcow2'): Promise<Layer | null> {
+  return layerHit(layersDir(cacheDir), key, format);
 }
 
-async function layerHit(dir: string, key: string): Promise<Layer | null> {
-  const file = path.join(dir, `${key}.qcow2`);
+async function layerHit(dir: string, key: string, format: LayerFormat): Promise<Layer | null> {
+  const file = layerFile(dir, key, format);
   const record = JSON.parse(await readFile(path.join(dir, `${key}.json`), 'utf8').catch(() => 'null')) as LayerRecord | null;
   const st = await stat(file).catch(() => null);
-  if (!record || !st || st.size !== record.bytes || (st.mode & 0o222) !== 0) return null;
+  if (!record || !st || st.size !== record.bytes || (st.mode & 0o222) !== 0 || (record.format ?? 'qcow2') !== format) return null;
   await utimes(file, new Date(), st.mtime).catch(() => undefined); // atime = last use (LRU)
   return { file, record, hit: true };
 }
 
-/** Boot the install job: the base with `rootLayers` (top one writable), network off; how it ended. */
+/**
+ * Run the install job: the base with `rootLayers` (the top one, made here, writable), network off;
+ * how it ended. A VM boots on the qcow2; an unshare sandbox uses the ext4's upper/ as its overlay upper.
+ */
 export type InstallBoot = (req: { image: string; logPath: string; tmpDir: string; rootLayers: string[] }) =>
   Promise<{ end: string; exitCode: number | null; reason: string }>;
 
@@ -77,8 +110,10 @@ export interface LayerBuild {
   cacheDir: string;
   base: BaseImage;
   debs: CachedDeb[];
-  /** Supplied by the job layer (a VM run): deps/ itself starts no VM. */
+  /** Supplied by the job layer (a VM or sandbox run): deps/ itself starts neither. */
   boot: InstallBoot;
+  /** The runner the layer is for (default: the VM). */
+  kind?: LayerKind;
   runAs?: RunAs;
 }
 
@@ -86,21 +121,29 @@ export interface LayerBuild {
 export async function ensureLayer(b: LayerBuild): Promise<Layer> {
   const dir = layersDir(b.cacheDir);
   await mkdir(dir, { recursive: true });
-  const key = layerKey(b.base.rootSha256, b.debs);
-  const hit = await layerHit(dir, key);
+  const kind = b.kind ?? VM_LAYER;
+  const format = layerFormat(kind);
+  const key = layerKey(b.base.rootSha256, b.debs, kind);
+  const hit = await layerHit(dir, key, format);
   if (hit) return hit;
-  return withLock(path.join(dir, `${key}.lock`), async () => (await layerHit(dir, key)) ?? build(b, dir, key));
+  return withLock(path.join(dir, `${key}.lock`), async () => (await layerHit(dir, key, format)) ?? build(b, dir, key, format));
 }
 
-async function build(b: LayerBuild, dir: string, key: string): Promise<Layer> {
+async function build(b: LayerBuild, dir: string, key: string, format: LayerFormat): Promise<Layer> {
   const started = Date.now();
   const work = await mkdtemp(path.join(dir, `.build-${key.slice(0, 12)}-`));
   const vmTmp = await mkdtemp(path.join(os.tmpdir(), 'jobrunner-layer-'));
   try {
-    const layer = path.join(work, 'layer.qcow2');
-    const rootBytes = (await stat(b.base.root)).size;
-    // No backing file in the header: the backing is given to qemu as a node (qemu-args rootDiskArgs).
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', layer, String(rootBytes)]);
+    const layer = path.join(work, `layer.${format}`);
+    const debBytes = b.debs.reduce((n, d) => n + d.size, 0);
+    if (format === 'qcow2') {
+      const rootBytes = (await stat(b.base.root)).size;
+      // No backing file in the header: the backing is given to qemu as a node (qemu-args rootDiskArgs).
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', layer, String(rootBytes)]);
+    } else {
+      // An empty, sparse ext4 of our own making: the unshare runner mounts it and writes upper/ into it.
+      await makeEmptyExt4(layer, ext4LayerBytes(debBytes), 0, 'deps-layer');
+    }
     const tree = path.join(work, 'job');
     await mkdir(path.join(tree, 'bin'), { recursive: true });
     await mkdir(path.join(tree, 'debs'));
@@ -119,20 +162,22 @@ async function build(b: LayerBuild, dir: string, key: string): Promise<Layer> {
     const out = await b.boot({ image, logPath, tmpDir: vmTmp, rootLayers: [layer] });
     if (out.end !== 'exited' || out.exitCode !== 0) {
       const log = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-25).join('\n');
-      throw new JrError('JR_E_PROCESS', `installing the job's packages in a VM failed (${out.reason}):\n${log}`);
+      const where = format === 'qcow2' ? 'a VM' : 'an unshare sandbox';
+      throw new JrError('JR_E_PROCESS', `installing the job's packages in ${where} failed (${out.reason}):\n${log}`);
     }
     await chmod(layer, 0o444);
     const digest = await digestFile(layer);
     const record: LayerRecord = {
-      key, base: { name: b.base.name, sha256: b.base.rootSha256 }, packages: b.debs.map(pinOf).sort(),
+      key, format, base: { name: b.base.name, sha256: b.base.rootSha256 }, packages: b.debs.map(pinOf).sort(),
       sha256: digest.sha256, bytes: digest.bytes, builtAt: new Date().toISOString(), installMs: Date.now() - started,
     };
-    // The qcow2 first, its record last: a record names only a complete layer.
-    await rename(layer, path.join(dir, `${key}.qcow2`));
+    // The layer first, its record last: a record names only a complete layer.
+    const file = layerFile(dir, key, format);
+    await rename(layer, file);
     await rename(logPath, path.join(dir, `${key}.log`)).catch(() => undefined);
     await writeFile(path.join(dir, `${key}.json.tmp`), JSON.stringify(record, null, 2));
     await rename(path.join(dir, `${key}.json.tmp`), path.join(dir, `${key}.json`));
-    return { file: path.join(dir, `${key}.qcow2`), record, hit: false };
+    return { file, record, hit: false };
   } finally {
     await rm(work, { recursive: true, force: true });
     await rm(vmTmp, { recursive: true, force: true });

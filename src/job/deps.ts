@@ -8,7 +8,9 @@ import { runJobVm, type AccelState } from './vm-run.js';
 import { ensureAptState } from '../deps/apt-state.js';
 import { pruneCache } from '../deps/cache.js';
 import { fetchDebs } from '../deps/fetch.js';
-import { cachedLayer, ensureLayer, layerKey, type InstallBoot } from '../deps/layer.js';
+import { cachedLayer, ensureLayer, layerFormat, layerKey, VM_LAYER, type InstallBoot, type LayerKind } from '../deps/layer.js';
+import { runJobUnshare } from '../unshare/run.js';
+import { INSTALL_CAPS } from '../unshare/sandbox.js';
 import { pinOf } from '../deps/resolve.js';
 import { resolveMemo } from '../deps/resolve-memo.js';
 import { emptyManifest, parseManifest, type Manifest, type ManifestLimits } from '../deps/manifest.js';
@@ -31,6 +33,11 @@ export function settingsFor<S extends Pick<Settings, 'memory' | 'cpus' | 'timeou
 }
 
 export type { DepsRecord };
+
+/** The kind of layer jobs of these settings run on: the VM's qcow2, or the unshare runner's ext4. */
+export function layerKindFor(s: Pick<Settings, 'isolation' | 'unshareUidBase'>): LayerKind {
+  return s.isolation === 'unshare' ? { isolation: 'unshare', idBase: s.unshareUidBase } : VM_LAYER;
+}
 
 export interface DepsContext {
   settings: Settings;
@@ -56,7 +63,8 @@ export async function prepareDeps(m: Manifest, base: BaseImage, ctx: DepsContext
     layer: null, cacheHit: true, downloaded: { debs: 0, bytes: 0 }, durations: { resolve: secs(resolveMs), fetch: 0, install: null } };
   if (pkgs.length === 0) return { rootLayers: [], record }; // all already in the base
   // A cached layer for exactly this set needs no .debs: skip apt entirely.
-  const cached = await cachedLayer(s.depsCache, layerKey(base.rootSha256, pkgs));
+  const kind = layerKindFor(s);
+  const cached = await cachedLayer(s.depsCache, layerKey(base.rootSha256, pkgs, kind), layerFormat(kind));
   if (cached) {
     record.layer = { key: cached.record.key, sha256: cached.record.sha256, bytes: cached.record.bytes };
     return { rootLayers: [cached.file], record };
@@ -66,10 +74,16 @@ export async function prepareDeps(m: Manifest, base: BaseImage, ctx: DepsContext
   record.durations.fetch = secs(Date.now() - t);
   record.downloaded = { debs: fetched.downloaded, bytes: fetched.bytes };
   t = Date.now();
-  // The install VM: the service's VM settings, the network off whatever they say, an hour at least.
-  const boot: InstallBoot = (r) => runJobVm({ ...r, base, runAs: ctx.runAs, signal: ctx.signal, rootWritable: true,
-    settings: { ...s, network: 'off', timeout: Math.max(s.timeout, 3600_000) } }, ctx.accel);
-  const layer = await ensureLayer({ cacheDir: s.depsCache, base, debs: fetched.debs, boot, runAs: ctx.runAs });
+  // The install run, in the job's own isolation: the service's settings, the network off whatever
+  // they say, an hour at least. A VM boots on a fresh qcow2; a sandbox writes the ext4 layer's
+  // upper/ as root of its user namespace with only the capabilities dpkg needs (INSTALL_CAPS).
+  const timeout = Math.max(s.timeout, 3600_000);
+  const boot: InstallBoot = kind.isolation === 'vm'
+    ? (r) => runJobVm({ ...r, base, runAs: ctx.runAs, signal: ctx.signal, rootWritable: true,
+      settings: { ...s, network: 'off', timeout } }, ctx.accel)
+    : (r) => runJobUnshare({ image: r.image, base, settings: { ...s, timeout }, logPath: r.logPath, signal: ctx.signal,
+      rootLayers: r.rootLayers, rootWritable: true, caps: INSTALL_CAPS });
+  const layer = await ensureLayer({ cacheDir: s.depsCache, base, debs: fetched.debs, boot, runAs: ctx.runAs, kind });
   record.cacheHit = layer.hit;
   record.durations.install = layer.hit ? null : secs(Date.now() - t);
   record.layer = { key: layer.record.key, sha256: layer.record.sha256, bytes: layer.record.bytes };

@@ -30,7 +30,7 @@ export interface RunRequest {
    * run its lease already names (re-attach after a restart), and where to record a new one.
    */
   job?: { id: string; dir: string; remote: RemoteRun | null; onRemote: (r: RemoteRun) => void };
-  /** deps (issue 11): qcow2 layers over the base's root.img, bottom first (a derived base layer). */
+  /** deps (issue 11): derived base layers, bottom first: qcow2 over root.img (VM) or ext4 upper layers (unshare). */
   rootLayers?: string[];
   /** For the operator: a restore fell back to a cold boot (warning); a template is being built (note). */
   onWarning?: (msg: string) => void;

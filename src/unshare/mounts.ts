@@ -13,12 +13,13 @@ export async function mountLoop(image: string, dir: string, ro: boolean): Promis
   await run('mount', ['-t', 'ext4', '-o', opts, '--', image, dir], { env: SBIN, errorCode: 'JR_E_PROCESS' });
 }
 
-/** Overlay `lower` (read-only) with `upper`/`work` (on the scratch filesystem) at `dir`. */
-export async function mountOverlay(lower: string, upper: string, work: string, dir: string): Promise<void> {
-  for (const p of [lower, upper, work]) {
+/** Overlay `lowers` (read-only, topmost first) with `upper`/`work` (on a writable filesystem) at `dir`. */
+export async function mountOverlay(lowers: string[], upper: string, work: string, dir: string): Promise<void> {
+  if (lowers.length === 0) throw new JrError('JR_E_INTERNAL', 'an overlay needs a lower layer');
+  for (const p of [...lowers, upper, work]) {
     if (/[,:\\\n]/.test(p)) throw new JrError('JR_E_INTERNAL', `overlay path with a separator in it: ${JSON.stringify(p)}`);
   }
-  await run('mount', ['-t', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work},nosuid,nodev`, 'overlay', dir],
+  await run('mount', ['-t', 'overlay', '-o', `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work},nosuid,nodev`, 'overlay', dir],
     { env: SBIN, errorCode: 'JR_E_PROCESS' });
 }
 

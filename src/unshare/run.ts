@@ -18,7 +18,7 @@ import { MarkerParser } from '../vm/markers.js';
 import { makeLimits } from './limits.js';
 import { mountLoop, mountOverlay, trim, unmount, unmountAll } from './mounts.js';
 import { pidNamespace, signalNamespace } from './procs.js';
-import { idMap, sandboxArgv } from './sandbox.js';
+import { idMap, sandboxArgv, type SandboxCap } from './sandbox.js';
 import { shiftedRoot } from './shift.js';
 import { makeEmptyExt4, stageJobFiles } from './stage.js';
 
@@ -44,6 +44,18 @@ export interface UnshareRunRequest {
   /** A line for the operator's log (fallbacks taken, copy statistics). */
   onNote?: (line: string) => void;
   signal?: AbortSignal;
+  /**
+   * Derived base layers (ext4 images from deps/layer.ts), bottom first as for the VM: each one's
+   * upper/ is stacked read-only over the shifted base root, the last one topmost.
+   */
+  rootLayers?: string[];
+  /**
+   * The last of rootLayers is this run's writable upper (a deps install writing its layer) instead
+   * of a throwaway scratch filesystem; trimmed afterwards so the image stays sparse.
+   */
+  rootWritable?: boolean;
+  /** Capabilities root inside keeps (a deps install: INSTALL_CAPS); a job gets none. */
+  caps?: readonly SandboxCap[];
 }
 
 /** After the init's `end` marker, how long the sandbox may take to exit by itself. */
@@ -80,23 +92,43 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
       if (!isJrError(e, 'JR_E_INPUT')) throw e;
       return notRun(started, 'bad-image', `the job image could not be used (${messageOf(e)})`);
     }
-    // The throwaway writable layer: a sparse ext4 of --unshare-scratch (the VM's snapshot overlay, bounded).
-    const scratchImage = path.join(dir, 'scratch.img');
-    await makeEmptyExt4(scratchImage, s.unshareScratch, 0, 'scratch');
-    await mountLoop(scratchImage, d.scratch, false);
+    const layers = req.rootLayers ?? [];
+    if (req.rootWritable && layers.length === 0) throw new JrError('JR_E_INTERNAL', 'rootWritable needs a root layer to write');
+    const below = req.rootWritable ? layers.slice(0, -1) : layers;
+    // The writable layer: the install's own layer image, or a throwaway sparse ext4 of
+    // --unshare-scratch (the VM's snapshot overlay, bounded).
+    if (req.rootWritable) {
+      await mountLoop(layers.at(-1)!, d.scratch, false);
+    } else {
+      const scratchImage = path.join(dir, 'scratch.img');
+      await makeEmptyExt4(scratchImage, s.unshareScratch, 0, 'scratch');
+      await mountLoop(scratchImage, d.scratch, false);
+    }
     const upper = path.join(d.scratch, 'upper');
     const work = path.join(d.scratch, 'work');
-    await mkdir(upper, { mode: 0o755 });
-    await mkdir(work);
+    await mkdir(upper, { mode: 0o755, recursive: true });
+    await mkdir(work, { recursive: true });
     await chown(upper, idBase, idBase);
+    // Read-only layers, each the upper/ of an earlier install: topmost first in lowerdir.
+    const lowers = [d.lower];
+    for (const [i, file] of below.entries()) {
+      const mnt = path.join(dir, `layer${i}`);
+      await mkdir(mnt);
+      await mountLoop(file, mnt, true);
+      const up = path.join(mnt, 'upper');
+      if (!(await stat(up).then((x) => x.isDirectory(), () => false))) {
+        throw new JrError('JR_E_INTERNAL', `the derived layer ${file} has no upper/ directory (not an unshare layer?)`);
+      }
+      lowers.unshift(up);
+    }
     await mountLoop(lowerImage, d.lower, true);
-    await mountOverlay(d.lower, upper, work, d.merged);
+    await mountOverlay(lowers, upper, work, d.merged);
 
     const limits = await makeLimits(id, { memory: s.memory, cpus: s.cpus, pids: s.unsharePids });
     for (const n of limits.notes) note(n);
     let out: UnshareOutcome;
     try {
-      out = await sandbox(req, { root: d.merged, job: d.job, procsFiles: limits.procsFiles, rlimits: limits.rlimits }, started);
+      out = await sandbox(req, { root: d.merged, job: d.job, procsFiles: limits.procsFiles, rlimits: limits.rlimits, caps: req.caps ?? [] }, started);
       const oom = await limits.oomKills();
       if (oom) note(`the memory cgroup OOM-killed ${oom} process(es) of the job`);
     } finally {
@@ -107,7 +139,13 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
       await limits.cleanup();
     }
     await unmount(d.merged);
+    for (const i of below.keys()) await unmount(path.join(dir, `layer${i}`));
     await unmount(d.lower);
+    if (req.rootWritable) {
+      // What stays in the layer is upper/ alone: overlayfs's work directory is its scratch.
+      await rm(work, { recursive: true, force: true });
+      await trim(d.scratch);
+    }
     await unmount(d.scratch);
     if (out.end !== 'aborted') {
       await trim(d.job);
@@ -162,13 +200,14 @@ function notRun(started: number, end: VmEnd, reason: string): UnshareOutcome {
     accel: 'unshare', accelReason: 'bubblewrap namespaces (--isolation unshare)' };
 }
 
-interface Mounted { root: string; job: string; procsFiles: string[]; rlimits: string[] }
+interface Mounted { root: string; job: string; procsFiles: string[]; rlimits: string[]; caps: readonly SandboxCap[] }
 
 /** Start bwrap, map its user namespace, stream the console, enforce the watchdogs; never throws for job behaviour. */
 async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Promise<UnshareOutcome> {
   const s = req.settings;
   const nonce = randomBytes(12).toString('hex');
-  const argv = sandboxArgv({ idBase: s.unshareUidBase, root: m.root, job: m.job, tmpBytes: Math.floor(s.memory / 2), nonce, procsFiles: m.procsFiles, rlimits: m.rlimits });
+  const argv = sandboxArgv({ idBase: s.unshareUidBase, root: m.root, job: m.job, tmpBytes: Math.floor(s.memory / 2), nonce,
+    procsFiles: m.procsFiles, rlimits: m.rlimits, caps: m.caps });
   const log = new ConsoleLog(req.logPath, s.logCap);
   const parser = new MarkerParser(nonce);
   let bootMs: number | null = null;

@@ -31,6 +31,16 @@ sync
 mark end
 `;
 
+/**
+ * Capabilities (inside the sandbox's user namespace only) of a deps install run, which dpkg and
+ * maintainer scripts need: set owners and modes of unpacked files, run as system users (setuid,
+ * setgid), file capabilities (setfcap), and signal what they start. No mount, no devices, no
+ * network admin, no ptrace, no clock or module loading: those stay out of the bounding set.
+ * A job's own run gets none at all.
+ */
+export const INSTALL_CAPS = ['chown', 'dac_override', 'dac_read_search', 'fowner', 'fsetid', 'setuid', 'setgid', 'setfcap', 'kill'] as const;
+export type SandboxCap = typeof INSTALL_CAPS[number];
+
 export interface SandboxSpec {
   /** Host uid/gid that root inside maps to (the first of 65536). */
   idBase: number;
@@ -44,6 +54,8 @@ export interface SandboxSpec {
   /** cgroup.procs files to join and prlimit options, from limits.ts. */
   procsFiles: string[];
   rlimits: string[];
+  /** Capabilities root inside keeps (default none): INSTALL_CAPS for a deps install. */
+  caps?: readonly SandboxCap[];
 }
 
 /** bwrap's own arguments: fd 3 is --userns-block-fd, fd 4 --info-fd. */
@@ -57,6 +69,7 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
     '--proc', '/proc', '--dev', '/dev',
     '--perms', '1777', '--size', String(spec.tmpBytes), '--tmpfs', '/tmp',
     '--perms', '0755', '--tmpfs', '/run',
+    ...(spec.caps ?? []).flatMap((c) => ['--cap-add', `CAP_${c.toUpperCase()}`]),
     '--chdir', '/', '--clearenv', '--setenv', 'PATH', PATH, '--setenv', 'LANG', 'C.UTF-8',
     '--', '/bin/bash', '-c', SANDBOX_INIT, 'construir', spec.nonce,
   ];
@@ -71,12 +84,17 @@ export function sandboxArgv(spec: SandboxSpec): string[] {
   const join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
   const prlimit = spec.rlimits.length ? ['prlimit', ...spec.rlimits, '--'] : [];
   return ['sh', '-c', join, 'sh', String(spec.procsFiles.length), ...spec.procsFiles, ...prlimit,
-    ...dropTo(spec.idBase), 'bwrap', ...bwrapArgs(spec)];
+    ...dropTo(spec.idBase, spec.caps ?? []), 'bwrap', ...bwrapArgs(spec)];
 }
 
-/** setpriv to an unprivileged id: no groups, no capabilities (bounding set too), no_new_privs, killed with its parent. */
-export function dropTo(id: number): string[] {
-  return ['setpriv', `--reuid=${id}`, `--regid=${id}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
+/**
+ * setpriv to an unprivileged id: no groups, no capabilities, no_new_privs, killed with its parent.
+ * The bounding set is empty, or holds only `keep`: what bwrap may grant root inside its user
+ * namespace can never exceed it.
+ */
+export function dropTo(id: number, keep: readonly SandboxCap[] = []): string[] {
+  const bounding = ['-all', ...keep.map((c) => `+${c}`)].join(',');
+  return ['setpriv', `--reuid=${id}`, `--regid=${id}`, '--clear-groups', '--inh-caps=-all', `--bounding-set=${bounding}`,
     '--no-new-privs', '--pdeathsig', 'KILL', '--'];
 }
 

@@ -7,9 +7,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/spool/record.js';
-import { HAVE_BASE, REPO, jobTree, jobrunner, makeJob, runProc, scratch } from '../helpers.js';
+import { CAN_UNSHARE, REPO, jobTree, jobrunner, makeJob, runProc, scratch } from '../helpers.js';
 
-export const CAN_UNSHARE = HAVE_BASE && process.getuid?.() === 0 && existsSync('/usr/bin/bwrap');
 const extract = (img: string, out: string, ...paths: string[]) => runProc(path.join(REPO, 'scripts', 'extract'), [img, out, ...paths]);
 const U = ['--isolation', 'unshare'];
 

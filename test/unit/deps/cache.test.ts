@@ -4,17 +4,17 @@ import path from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listCache, pruneCache } from '../../../src/deps/cache.js';
-import { layerKey } from '../../../src/deps/layer.js';
+import { ext4LayerBytes, layerKey } from '../../../src/deps/layer.js';
 
 let dir = '';
 afterEach(async () => { if (dir) await rm(dir, { recursive: true, force: true }); });
 const hex = (c: string): string => c.repeat(64);
 const ago = (min: number): Date => new Date(Date.now() - min * 60_000);
 
-async function entry(kind: 'layer' | 'deb', id: string, bytes: number, usedMinAgo: number): Promise<void> {
+async function entry(kind: 'layer' | 'deb', id: string, bytes: number, usedMinAgo: number, format = 'qcow2'): Promise<void> {
   const sub = path.join(dir, kind === 'layer' ? 'layers' : 'debs');
   await mkdir(sub, { recursive: true });
-  const f = path.join(sub, `${id}.${kind === 'layer' ? 'qcow2' : 'deb'}`);
+  const f = path.join(sub, `${id}.${kind === 'layer' ? format : 'deb'}`);
   await writeFile(f, Buffer.alloc(bytes));
   if (kind === 'layer') await writeFile(path.join(sub, `${id}.json`), JSON.stringify({ packages: ['dwz:amd64=0.15-1'] }));
   await utimes(f, ago(usedMinAgo), ago(usedMinAgo));
@@ -34,6 +34,28 @@ describe('deps cache', () => {
     expect(await pruneCache(dir, 8000)).toEqual([]);
     // Under the bound only the in-use grace keeps d; c goes.
     expect((await pruneCache(dir, 1)).map((e) => e.id[0])).toEqual(['c']);
+  });
+
+  it('lists and evicts unshare layers (.ext4) with their record and log, like qcow2 ones', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'jr-deps-cache-'));
+    await entry('layer', hex('e'), 3000, 600, 'ext4');
+    await writeFile(path.join(dir, 'layers', `${hex('e')}.log`), 'install log');
+    await entry('layer', hex('f'), 1000, 300);
+    const list = await listCache(dir);
+    expect(list.map((e) => [e.id[0], path.extname(e.files[0]!)])).toEqual([['e', '.ext4'], ['f', '.qcow2']]);
+    expect((await pruneCache(dir, 2000)).map((e) => e.id[0])).toEqual(['e']);
+    expect((await readdir(path.join(dir, 'layers'))).sort()).toEqual([`${hex('f')}.json`, `${hex('f')}.qcow2`]);
+  });
+
+  it('keys a layer by kind too: the VM\'s key is unchanged, an unshare layer\'s depends on its id base', () => {
+    const a = { name: 'aa', version: '1', arch: 'amd64' };
+    const vm = layerKey(hex('0'), [a]);
+    expect(layerKey(hex('0'), [a], { isolation: 'vm' })).toBe(vm);
+    const u1 = layerKey(hex('0'), [a], { isolation: 'unshare', idBase: 700000000 });
+    expect(u1).not.toBe(vm);
+    expect(u1).not.toBe(layerKey(hex('0'), [a], { isolation: 'unshare', idBase: 800000000 }));
+    expect(ext4LayerBytes(0)).toBe(1024 * 1024 * 1024);
+    expect(ext4LayerBytes(100 * 1024 * 1024)).toBe((800 + 512) * 1024 * 1024);
   });
 
   it('keys a layer by base and package set, not by the order apt listed them', () => {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killGroups } from '../../../src/unshare/limits.js';
-import { bwrapArgs, dropTo, idMap, sandboxArgv } from '../../../src/unshare/sandbox.js';
+import { bwrapArgs, dropTo, idMap, INSTALL_CAPS, sandboxArgv } from '../../../src/unshare/sandbox.js';
 import { unshareJobId } from '../../../src/unshare/sweep.js';
 
 const spec = { idBase: 700000000, root: '/r', job: '/j', tmpBytes: 1 << 20, nonce: 'n0', procsFiles: ['/cg/a/cgroup.procs'], rlimits: ['--as=1'] };
@@ -34,6 +34,20 @@ describe('unshare sandbox', () => {
     expect(at('setpriv')).toBeLessThan(at('bwrap'));
     expect(dropTo(5)).toEqual(expect.arrayContaining(['--reuid=5', '--regid=5', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']));
     expect(idMap(700000000)).toBe('0 700000000 65536\n');
+  });
+
+  it('a job keeps no capability; a deps install gets exactly INSTALL_CAPS, bounded by the same set', () => {
+    expect(bwrapArgs(spec)).not.toContain('--cap-add');
+    const a = bwrapArgs({ ...spec, caps: INSTALL_CAPS });
+    const added = a.flatMap((x, i) => (x === '--cap-add' ? [a[i + 1]] : []));
+    expect(added).toEqual(INSTALL_CAPS.map((c) => `CAP_${c.toUpperCase()}`));
+    for (const c of ['CAP_SYS_ADMIN', 'CAP_MKNOD', 'CAP_NET_ADMIN', 'CAP_SYS_PTRACE', 'CAP_SYS_TIME', 'CAP_SYS_MODULE']) expect(added).not.toContain(c);
+    // The bounding set bwrap inherits holds the same caps, so it could not grant more if asked.
+    const argv = sandboxArgv({ ...spec, caps: INSTALL_CAPS });
+    expect(argv).toContain(`--bounding-set=-all,${INSTALL_CAPS.map((c) => `+${c}`).join(',')}`);
+    expect(sandboxArgv(spec)).toContain('--bounding-set=-all');
+    // bwrap's own options come before the command it runs.
+    expect(a.indexOf('--cap-add')).toBeLessThan(a.indexOf('--'));
   });
 
   it('names sandboxes per spool, so one spool\'s sweep never matches another\'s', () => {

@@ -1,0 +1,171 @@
+// Build dependencies under --isolation unshare (issues 11 and 12), real base image and Debian's
+// archive, no qemu: the packages are resolved and fetched on the host as for the VM, installed by
+// apt inside an install sandbox (its user namespace's root, INSTALL_CAPS only, no network) into an
+// ext4 layer whose upper/ later jobs stack read-only under their own throwaway layer. dwz shows the
+// layer, the cache hit, `jobrunner run` on it, and a hostile job leaving it unchanged; GNU hello's
+// full Debian build (dpkg-buildpackage -us -uc -b, make check included) goes through the service,
+// and its .deb is checked with dpkg-deb and installed and run in a joot environment.
+import { createHash } from 'node:crypto';
+import { chmod, copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobStatus } from '../../src/spool/record.js';
+import { CAN_UNSHARE, REPO, jobTree, jobrunner, runProc, scratch } from '../helpers.js';
+import { debianSource } from '../lib/debian-source.js';
+
+let root = '';
+let cache = '';
+const U = ['--isolation', 'unshare'];
+const sha256 = async (f: string): Promise<string> => createHash('sha256').update(await readFile(f)).digest('hex');
+const status = async (dir: string, name: string): Promise<JobStatus> => JSON.parse(await readFile(path.join(root, dir, `${name}.json`), 'utf8')) as JobStatus;
+
+async function job(name: string, script: string, manifest: unknown): Promise<void> {
+  const tree = await jobTree(path.join(root, 'trees', name), script, { 'jobrunner.json': JSON.stringify(manifest) });
+  const r = await runProc(path.join(REPO, 'scripts', 'mkimage'), [tree, '-o', path.join(root, 'queue', `${name}.img`), '--extra', '32M']);
+  if (r.code !== 0) throw new Error(r.stderr);
+}
+async function serviceOnce(timeout = '10m'): Promise<string> {
+  const r = await jobrunner([...U, '--queue', path.join(root, 'queue'), '--done', path.join(root, 'done'), '--failed', path.join(root, 'failed'),
+    '--settle', '200ms', '--once', '--concurrency', '2', '--deps-cache', cache, '--timeout', timeout, '--memory', '2G'],
+  { env: { ...process.env, JOBRUNNER_CONFIG: path.join(root, 'c.json') }, timeoutMs: 1_500_000 });
+  if (r.code !== 0) throw new Error(`service exited ${r.code}: ${r.stderr.slice(-3000)}`);
+  return r.stderr;
+}
+
+const DWZ = { packages: ['dwz (>= 0.13)'] };
+
+describe.skipIf(!CAN_UNSHARE)('declared packages under --isolation unshare (real base image, Debian archive)', () => {
+  let layerSha = '';
+  let layerFile = '';
+  beforeAll(async () => {
+    root = await scratch('unshare-deps');
+    cache = path.join(root, 'deps-cache');
+    await chmod(root, 0o755); // apt's _apt download user must reach the cache
+    await mkdir(path.join(root, 'queue'));
+    await writeFile(path.join(root, 'c.json'), '{}');
+    await job('first', 'set -e; command -v dwz; mkdir -p output; dpkg-query -W dwz > output/dwz.txt; id -u', DWZ);
+    await serviceOnce();
+  }, 1_500_000);
+
+  it('installs the packages in a sandbox into an ext4 layer and records it', async () => {
+    const st = await status('done', 'first');
+    expect(st.status, st.reason).toBe('succeeded');
+    expect(st.accel).toBe('unshare');
+    expect(st.deps).toMatchObject({ requested: ['dwz (>= 0.13)'], cacheHit: false });
+    expect(st.deps!.resolved).toEqual([expect.stringMatching(/^dwz:amd64=0\.\d+/)]);
+    expect(st.deps!.durations.install).toBeGreaterThan(0);
+    layerFile = path.join(cache, 'layers', `${st.deps!.layer!.key}.ext4`);
+    layerSha = await sha256(layerFile);
+    expect(layerSha).toBe(st.deps!.layer!.sha256);
+    const rec = JSON.parse(await readFile(path.join(cache, 'layers', `${st.deps!.layer!.key}.json`), 'utf8')) as { format: string };
+    expect(rec.format).toBe('ext4');
+    // The layer is an upper directory holding dwz, ids shifted into the sandbox's range; nothing else at its top.
+    const dbg = (cmd: string) => runProc('debugfs', ['-R', cmd, layerFile], { env: { PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+    expect((await dbg('ls /')).stdout.split(/\s+/).filter((n) => /^[a-z+]/.test(n)).sort()).toEqual(['lost+found', 'upper']);
+    const stat = await dbg('stat /upper/usr/bin/dwz');
+    expect(stat.stdout).toMatch(/User:\s+700000000\s+Group:\s+700000000/);
+    expect((await readFile(path.join(root, 'done', 'first.log'), 'utf8'))).toMatch(/^0\r?$/m);
+  });
+
+  describe('later jobs on the same package set', () => {
+    beforeAll(async () => {
+      await job('again', 'set -e; command -v dwz; cat /proc/self/status | grep ^Cap', DWZ);
+      // Hostile: deletes and overwrites what it can on its root, then tries to reach the layer's file.
+      await job('vandal', 'rm -rf /usr/bin/dwz /var/lib/dpkg/status /usr/lib 2>&1 | tail -1; echo owned > /etc/passwd; ' +
+        'for d in /dev/loop*; do dd if=/dev/urandom of=$d bs=1M count=1 conv=notrunc 2>&1 | tail -1; done; sync; exit 0', DWZ);
+      await serviceOnce();
+    }, 1_500_000);
+
+    it('run on the cached layer: nothing installed, resolve + fetch under 5 s, no capabilities', async () => {
+      const st = await status('done', 'again');
+      expect(st.status, st.reason).toBe('succeeded');
+      expect(st.deps).toMatchObject({ cacheHit: true, downloaded: { debs: 0, bytes: 0 } });
+      expect(st.deps!.durations.install).toBeNull();
+      expect(st.deps!.durations.resolve + st.deps!.durations.fetch).toBeLessThan(5);
+      expect(st.deps!.layer!.sha256).toBe(layerSha);
+      expect(await readFile(path.join(root, 'done', 'again.log'), 'utf8')).toMatch(/^CapEff:\s+0000000000000000\r?$/m);
+    });
+
+    it('a job that writes everywhere on its root leaves the cached layer unchanged', async () => {
+      const st = await status('done', 'vandal');
+      expect(st.status, st.reason).toBe('succeeded');
+      expect((await readdir(path.join(cache, 'layers'))).filter((f) => /\.(ext4|qcow2)$/.test(f))).toHaveLength(1);
+      expect(await sha256(layerFile)).toBe(layerSha);
+    });
+
+    it('jobrunner run --isolation unshare runs on the cached layer too', async () => {
+      await job('fg', 'set -e; command -v dwz', DWZ);
+      const rec = path.join(root, 'fg.json');
+      const r = await jobrunner(['run', ...U, path.join(root, 'queue', 'fg.img'), '--quiet', '--status', rec, '--deps-cache', cache, '--timeout', '5m'],
+        { env: { ...process.env, JOBRUNNER_CONFIG: path.join(root, 'c.json') }, timeoutMs: 600_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/packages: 1 resolved, layer [0-9a-f]{12} \(cached\)/);
+      const st = JSON.parse(await readFile(rec, 'utf8')) as JobStatus;
+      expect(st).toMatchObject({ status: 'succeeded', accel: 'unshare', deps: { cacheHit: true, layer: { sha256: layerSha } } });
+    }, 600_000);
+  });
+});
+
+describe.skipIf(!CAN_UNSHARE)('GNU hello\'s Debian source package built through the service under --isolation unshare', () => {
+  let jootHome = '';
+  let deb = '';
+  const joot = (args: string[]) => runProc(path.join(REPO, 'scripts', 'joot'), args,
+    { env: { ...process.env, JOOT_HOME: path.join(jootHome, 'home'), JOOT_CONFIG: path.join(jootHome, 'joot.cfg') }, timeoutMs: 300_000 });
+  beforeAll(async () => {
+    root = await scratch('unshare-hello');
+    cache = path.join(root, 'deps-cache');
+    await chmod(root, 0o755);
+    await mkdir(path.join(root, 'queue'));
+    await writeFile(path.join(root, 'c.json'), '{}');
+    const dsc = await debianSource('hello');
+    const r = await runProc(path.join(REPO, 'scripts', 'mkjob-deb'), [dsc, '-o', path.join(root, 'queue', 'hello.img'), '--extra', '512M']);
+    if (r.code !== 0) throw new Error(r.stderr);
+    await serviceOnce('30m');
+  }, 1_800_000);
+  afterAll(async () => {
+    if (!jootHome) return;
+    await joot(['delete', 'hello']);
+    await rm(jootHome, { recursive: true, force: true });
+  });
+
+  it('publishes /job/output with a valid hello .deb (dpkg-deb --info, --contents), make check passed', async () => {
+    const st = await status('done', 'hello');
+    expect(st.status, st.reason).toBe('succeeded');
+    expect(st.accel).toBe('unshare');
+    expect(st.deps!.resolved).toEqual(expect.arrayContaining([expect.stringMatching(/^debhelper:all=13\./)]));
+    expect(st.deps!.cacheHit).toBe(false);
+    const out = path.join(root, 'out');
+    await mkdir(out);
+    const tar = await runProc('tar', ['-C', out, '-xJf', path.join(root, 'done', 'hello.output.tar.xz')]);
+    expect(tar.code, tar.stderr).toBe(0);
+    const files = await readdir(path.join(out, 'output'));
+    const name = files.find((f) => /^hello_.*_amd64\.deb$/.test(f));
+    expect(name, files.join(' ')).toBeDefined();
+    deb = path.join(out, 'output', name!);
+    const info = await runProc('dpkg-deb', ['--info', deb]);
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.stdout).toMatch(/^ Package: hello$/m);
+    const contents = await runProc('dpkg-deb', ['--contents', deb]);
+    expect(contents.stdout).toMatch(/ \.\/usr\/bin\/hello$/m);
+    const log = await readFile(path.join(root, 'done', 'hello.log'), 'utf8');
+    expect(log).toMatch(/dpkg-buildpackage: info: binary-only upload/);
+    expect(log).toMatch(/^# PASS: +[1-9]/m);
+    expect(log).toMatch(/^# FAIL: +0\r?$/m);
+  });
+
+  it('the .deb installs and runs in a joot environment of the base image', async () => {
+    expect(deb).not.toBe('');
+    jootHome = await scratch('unshare-hello-joot');
+    await writeFile(path.join(jootHome, 'joot.cfg'), JSON.stringify({ baseImageDirs: [path.join(REPO, 'base-image')] }));
+    expect((await joot(['create', 'hello'])).code).toBe(0);
+    const m = await joot(['mount', 'hello']);
+    expect(m.code, m.stderr).toBe(0);
+    await copyFile(deb, path.join(m.stdout.trim(), 'tmp', 'hello.deb'));
+    expect((await joot(['umount', 'hello'])).code).toBe(0);
+    const inst = await joot(['enter', 'hello', '--no-home', '--', 'dpkg', '-i', '/tmp/hello.deb']);
+    expect(inst.code, inst.stderr + inst.stdout).toBe(0);
+    const run = await joot(['enter', 'hello', '--no-home', '--', 'hello']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toBe('Hello, world!\n');
+  }, 600_000);
+});
