@@ -31,8 +31,8 @@ the .deb, .buildinfo and .changes land in OUTDIR/output/.
   -o OUTDIR       with --wait: extract the job's /job/output into OUTDIR (as OUTDIR/output/...)
   --queue DIR     the local queue (without --server)
   --dsc FILE.dsc  submit a build of this Debian source package (instead of DIR|IMAGE); the job
-                  publishes only /job/output (locally) or its image (with --server, whose
-                  output.tar reads /job/output from it)
+                  publishes only /job/output (NAME.output.tar.xz: the server's /result is that
+                  file, its output.tar the tar inside)
   -h, --help      this help
 `;
 
@@ -101,16 +101,16 @@ export async function submitMain(argv: string[]): Promise<number> {
 
 /**
  * --dsc (issue 11): make the job with mkjob-deb into a temp dir, then submit that image with the
- * same options. Locally it publishes /job/output only; with --server the image (see --help).
+ * same options. The job publishes /job/output only (NAME.output.tar.xz), locally or on a server.
  */
 async function submitDsc(dsc: string, argv: string[]): Promise<number> {
   if (!dsc.endsWith('.dsc')) throw new JrError('JR_E_USAGE', `Expected --dsc to name a .dsc file, got ${JSON.stringify(dsc)}`);
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'jobrunner-submit-dsc-'));
   try {
-    const server = argv.some((a) => a === '--server' || a.startsWith('--server='));
     const { main } = await import('./mkjob-deb.js');
     const made = path.join(tmp, 'job.img');
-    const code = await main([path.resolve(dsc), '-o', made, '--publish', server ? 'image' : 'output']);
+    // Only /job/output comes back, locally and from a server alike (-o unpacks it either way).
+    const code = await main([path.resolve(dsc), '-o', made, '--publish', 'output']);
     if (code !== 0) return code;
     // The job's name: SOURCE_VERSION (epoch dropped, anything a name may not hold made _).
     const base = path.basename(dsc, '.dsc').replace(/[^A-Za-z0-9._+-]/g, '_');

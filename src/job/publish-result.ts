@@ -54,7 +54,7 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
       const tmpTar = tempName(target, `${lease.name}.output.tar.xz`);
       temps['output.tar.xz'] = tmpTar;
       const o = await step('pack-output', () => packOutput(claimPaths(claim.dir).work, tmpTar));
-      output = { bytes: o.bytes, sha256: o.sha256, preset: 1 };
+      output = { bytes: o.bytes, sha256: o.sha256, preset: 1, form: 'output' };
     } else if (verdict.publishWork) {
       const tmpXz = tempName(target, `${lease.name}.img.xz`);
       temps['img.xz'] = tmpXz;
@@ -64,7 +64,7 @@ export async function publishResult(ctx: PublishContext, verdict: Verdict, facts
       stage = 'verify';
       await step('verify', () => verifyWritten(tmpXz, c));
       facts.timings.compress = c.durationMs;
-      output = { bytes: c.bytesOut, sha256: c.sha256, preset: ctx.preset };
+      output = { bytes: c.bytesOut, sha256: c.sha256, preset: ctx.preset, form: 'image' };
     } else {
       // Not run (or not runnable): publish what was submitted, untouched, as evidence. A second
       // link (not a rename) so a failure later can never lose the input: it stays in the claim.

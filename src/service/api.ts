@@ -6,8 +6,7 @@ import { lstat, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError } from '../errors.js';
-import type { JobStatus } from '../spool/record.js';
-import type { FinalStatus } from '../spool/record.js';
+import { resultFileName, type FinalStatus, type JobStatus, type ResultForm } from '../spool/record.js';
 import { claimPaths, isJobId, RUNNING, type Lease } from '../spool/claim.js';
 import { parseSubmission } from '../spool/names.js';
 import { heartbeatOf, type Heartbeat } from './heartbeat.js';
@@ -142,11 +141,14 @@ export class JobsApi {
   }
 
   /** The published result image of a finished job (only a VM's work image, never the input kept as evidence). */
-  resultFile(id: string): { file: string; status: JobStatus } {
+  /** A finished job's published result: the image, or its /job/output as a .tar.xz ("publish": "output"). */
+  resultFile(id: string): { file: string; name: string; form: ResultForm; status: JobStatus } {
     const done = isJobId(id) ? this.finished.get(id) : undefined;
     if (!done) throw new JrError('JR_E_NOT_FOUND', `no finished job ${id}`);
-    if (!done.st.output) throw new JrError('JR_E_NOT_FOUND', `job ${id} has no result image (it ended ${done.st.status} before its VM ran)`);
-    return { file: path.join(done.dir, `${done.st.publishedAs}.img.xz`), status: done.st };
+    if (!done.st.output) throw new JrError('JR_E_NOT_FOUND', `job ${id} has no result (it ended ${done.st.status} before it ran)`);
+    const form = done.st.output.form ?? 'image';
+    const name = resultFileName(done.st.publishedAs, form);
+    return { file: path.join(done.dir, name), name, form, status: done.st };
   }
 
   private finishedView({ st }: Finished): JobView {

@@ -5,11 +5,33 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { JrError } from '../errors.js';
 import { imageHas } from '../image/extract-tree.js';
 import { tarTree } from '../image/tar-tree.js';
+import { spawnLean } from '../proc.js';
+import type { ResultForm } from '../spool/record.js';
 import { decompressFile } from '../xz/decompress.js';
+
+/**
+ * Tar stream of the job's /job/output from a published result of either form: an image is read
+ * as below; a NAME.output.tar.xz ("publish": "output") is already that tar, packed by us from
+ * the confined reader's copy (deps/publish-output.ts), so it is only decompressed.
+ */
+export async function resultOutputTar(file: string, form: ResultForm, sizeCap: number): Promise<{ stream: Readable; cleanup: () => Promise<void> }> {
+  if (form === 'image') return outputTar(file, sizeCap);
+  const xz = spawnLean('xz', ['-dc', '--memlimit=256MiB', '--', file]);
+  const out = new PassThrough();
+  let stderr = '';
+  xz.stderr.on('data', (b: Buffer) => { if (stderr.length < 2048) stderr += b.toString(); });
+  // The tar ends only once xz has said it decoded everything: a corrupt file is an error, not a short tar.
+  xz.stdout.pipe(out, { end: false });
+  void xz.done.then((r) => {
+    if (r.exitCode === 0) out.end();
+    else out.destroy(new Error(`xz -d of ${path.basename(file)} failed (${r.exitCode ?? r.signal}): ${stderr.trim()}`));
+  });
+  return { stream: out, cleanup: async () => { xz.kill('SIGKILL'); await xz.done; } };
+}
 
 /** Tar stream of /output inside result `xzFile`; call cleanup() when the stream is done. */
 export async function outputTar(xzFile: string, sizeCap: number): Promise<{ stream: Readable; cleanup: () => Promise<void> }> {

@@ -11,6 +11,13 @@ export type FinalStatus = 'succeeded' | 'failed' | 'timeout' | 'boot-failed' | '
  */
 export type JobState = 'queued' | 'claimed' | 'running' | FinalStatus | 'requeued' | 'stuck';
 
+/** Which file a result was published as (JobStatus.output.form). */
+export type ResultForm = 'image' | 'output';
+
+/** The published result's file name for `publishedAs` in this form. */
+export const resultFileName = (publishedAs: string, form: ResultForm = 'image'): string =>
+  `${publishedAs}.${form === 'output' ? 'output.tar.xz' : 'img.xz'}`;
+
 export interface JobStatus {
   name: string;
   id: string;
@@ -25,8 +32,12 @@ export interface JobStatus {
   finishedAt: string;
   durations: { wait: number | null; boot: number | null; run: number | null; compress: number | null };
   input: { bytes: number | null; sha256: string | null };
-  /** The published .img.xz: its size, sha256 and the xz preset it was compressed with. */
-  output: { bytes: number; sha256: string; preset: number } | null;
+  /**
+   * The published result: its size, sha256 and the xz preset it was compressed with. `form` says
+   * which file it is: 'image' (NAME.img.xz; records without `form` are images) or 'output'
+   * (NAME.output.tar.xz, the job's /job/output, when its manifest asked for "publish": "output").
+   */
+  output: { bytes: number; sha256: string; preset: number; form?: ResultForm } | null;
   baseImage: { name: string; sha256: string } | null;
   accel: string | null;
   console: { bytes: number; truncated: boolean; lastLine: string } | null;

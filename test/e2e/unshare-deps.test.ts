@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/spool/record.js';
 import { CAN_UNSHARE, REPO, jobTree, jobrunner, runProc, scratch } from '../helpers.js';
 import { debianSource } from '../lib/debian-source.js';
+import { addToken, startApiService } from '../http-lib.js';
 
 let root = '';
 let cache = '';
@@ -109,6 +110,7 @@ describe.skipIf(!CAN_UNSHARE)('declared packages under --isolation unshare (real
 describe.skipIf(!CAN_UNSHARE)('GNU hello\'s Debian source package built through the service under --isolation unshare', () => {
   let jootHome = '';
   let deb = '';
+  let dsc = '';
   const joot = (args: string[]) => runProc(path.join(REPO, 'scripts', 'joot'), args,
     { env: { ...process.env, JOOT_HOME: path.join(jootHome, 'home'), JOOT_CONFIG: path.join(jootHome, 'joot.cfg') }, timeoutMs: 300_000 });
   beforeAll(async () => {
@@ -117,7 +119,7 @@ describe.skipIf(!CAN_UNSHARE)('GNU hello\'s Debian source package built through 
     await chmod(root, 0o755);
     await mkdir(path.join(root, 'queue'));
     await writeFile(path.join(root, 'c.json'), '{}');
-    const dsc = await debianSource('hello');
+    dsc = await debianSource('hello');
     const r = await runProc(path.join(REPO, 'scripts', 'mkjob-deb'), [dsc, '-o', path.join(root, 'queue', 'hello.img'), '--extra', '512M']);
     if (r.code !== 0) throw new Error(r.stderr);
     await serviceOnce('30m');
@@ -168,4 +170,37 @@ describe.skipIf(!CAN_UNSHARE)('GNU hello\'s Debian source package built through 
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toBe('Hello, world!\n');
   }, 600_000);
+
+  it('a second build, submitted to the HTTP API with jobrunner submit --dsc --server --wait -o, hits the cached layer', async () => {
+    const svc = await startApiService('unshare-hello-api', [...U, '--deps-cache', cache, '--memory', '2G', '--timeout', '30m', '--log-level', 'info']);
+    try {
+      const token = await addToken(svc, 'remote');
+      const out = path.join(svc.root, 'out');
+      const r = await jobrunner(['submit', '--dsc', dsc, '--server', svc.url, '--token', token, '--wait', '-o', out], { timeoutMs: 1_200_000 });
+      expect(r.code, r.stderr + svc.output().slice(-2000)).toBe(0);
+      const files = await readdir(path.join(out, 'output'));
+      const name = files.find((f) => /^hello_.*_amd64\.deb$/.test(f));
+      expect(name, files.join(' ')).toBeDefined();
+      expect(files.some((f) => f.endsWith('.buildinfo')) && files.some((f) => f.endsWith('.changes'))).toBe(true);
+      expect((await runProc('dpkg-deb', ['--info', path.join(out, 'output', name!)])).stdout).toMatch(/^ Package: hello$/m);
+      // What the server kept and serves: only the output, as the record says.
+      const list = (await (await fetch(`${svc.url}/api/v1/jobs`, { headers: { authorization: `Bearer ${token}` } })).json()) as { jobs: Array<{ id: string; record: JobStatus | null }> };
+      const job = list.jobs.find((j) => j.record?.status === 'succeeded');
+      expect(job, JSON.stringify(list).slice(0, 2000)).toBeDefined();
+      const st = job!.record!;
+      expect(st.output).toMatchObject({ form: 'output' });
+      expect(st.deps).toMatchObject({ cacheHit: true, downloaded: { debs: 0, bytes: 0 } });
+      expect(st.deps!.durations.install).toBeNull();
+      expect(st.deps!.durations.resolve + st.deps!.durations.fetch).toBeLessThan(5);
+      const res = await fetch(`${svc.url}/api/v1/jobs/${job!.id}/result`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-disposition')).toMatch(/filename="hello_[^"]*\.output\.tar\.xz"/);
+      const body = Buffer.from(await res.arrayBuffer());
+      expect(body.length).toBe(st.output!.bytes);
+      expect(createHash('sha256').update(body).digest('hex')).toBe(st.output!.sha256);
+      expect((await readdir(svc.done)).filter((f) => f.endsWith('.img.xz'))).toEqual([]);
+    } finally {
+      expect(await svc.stop()).toBe(0);
+    }
+  }, 1_500_000);
 });

@@ -1,7 +1,8 @@
 // The pure parts of the HTTP API: Range parsing, /proc parsing for the heartbeat, token store
 // (0600, sha256 only, revoke), per-token quota, and the log follower's offsets across the switch
 // from the claim's console.log to the published NAME.log.
-import { appendFile, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { appendFile, mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +10,8 @@ import { loadSettings } from '../../src/config.js';
 import { isJrError } from '../../src/errors.js';
 import { parseListen } from '../../src/http/server.js';
 import { parseRange } from '../../src/http/range.js';
-import type { JobStatus } from '../../src/spool/record.js';
+import { resultFileName, type JobStatus } from '../../src/spool/record.js';
+import { resultOutputTar } from '../../src/service/output-tar.js';
 import { cpuSecondsFromStat, writeBytesFromIo } from '../../src/service/heartbeat.js';
 import { followLog } from '../../src/service/log-tail.js';
 import type { LogSource } from '../../src/service/log-tail.js';
@@ -157,5 +159,28 @@ describe('Uploads: the id travels only with the bytes the upload wrote', () => {
     const { readdir: rd } = await import('node:fs/promises');
     expect((await rd(q)).filter((f) => f.startsWith('.upload-') || f.startsWith('big') || f.startsWith('cut'))).toEqual([]);
     expect(await rd(u.dir)).toEqual([`${rec.id}.json`]);
+  });
+});
+
+describe('a result published as output (NAME.output.tar.xz)', () => {
+  it('is named by its form, and output.tar is the tar inside; a corrupt file ends the stream with an error', async () => {
+    expect(resultFileName('hello_2.10-3')).toBe('hello_2.10-3.img.xz');
+    expect(resultFileName('hello_2.10-3', 'output')).toBe('hello_2.10-3.output.tar.xz');
+    const dir = await tmp();
+    await mkdir(path.join(dir, 'output'));
+    await writeFile(path.join(dir, 'output', 'hello.deb'), 'not really a deb\n');
+    const file = path.join(dir, 'r.output.tar.xz');
+    execFileSync('tar', ['-C', dir, '-cJf', file, 'output']);
+    const t = await resultOutputTar(file, 'output', 1 << 30);
+    const chunks: Buffer[] = [];
+    for await (const c of t.stream) chunks.push(c as Buffer);
+    await t.cleanup();
+    const listed = execFileSync('tar', ['-t'], { input: Buffer.concat(chunks) }).toString();
+    expect(listed.split('\n').filter(Boolean).sort()).toEqual(['output/', 'output/hello.deb']);
+    const bad = path.join(dir, 'bad.output.tar.xz');
+    await writeFile(bad, Buffer.concat([(await readFile(file)).subarray(0, 40), Buffer.alloc(200, 7)]));
+    const b = await resultOutputTar(bad, 'output', 1 << 30);
+    await expect((async () => { for await (const _ of b.stream) { /* drain */ } })()).rejects.toThrow(/xz -d of bad\.output\.tar\.xz failed/);
+    await b.cleanup();
   });
 });
