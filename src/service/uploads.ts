@@ -40,6 +40,11 @@ export interface UploadLimits {
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 // Per upload at most two batches are held (one being written, one filling): 50 uploads, ~25 MiB.
 const WRITE_BATCH = 256 * 1024;
+// The page cache holds a whole upload before anything reaches the disk (the kernel's background
+// writeback starts only at a share of RAM), so a final fsync alone writes it all after the last
+// byte arrived. A datasync every so often (never two at once) writes back while the body is still
+// arriving, and the final fsync has little left to do.
+const SYNC_EVERY = 32 * 1024 * 1024;
 const EXT_MAGIC_AT = 1080; // s_magic of the ext2/3/4 superblock (at 1024 + 56), 0xEF53 little-endian
 
 /** Queue file name of an upload: NAME~ID.img[.xz] (the id keeps two uploads of one name apart). */
@@ -150,6 +155,8 @@ export class Uploads {
       let batch: Buffer[] = [];
       let batchBytes = 0;
       let writing: Promise<void> = Promise.resolve();
+      let syncing: Promise<void> | null = null;
+      let unsynced = 0;
       const flush = async (bufs: Buffer[], n: number): Promise<void> => {
         const { bytesWritten } = await fh.writev(bufs);
         if (bytesWritten !== n) throw new JrError('JR_E_NO_SPACE', `short write to the queue (${bytesWritten} of ${n} bytes): disk full?`);
@@ -166,11 +173,19 @@ export class Uploads {
             await writing;
             writing = flush(batch, batchBytes);
             writing.catch(() => undefined); // handled when awaited; must not count as unhandled meanwhile
+            unsynced += batchBytes;
             batch = []; batchBytes = 0;
+            if (unsynced >= SYNC_EVERY && syncing === null) {
+              unsynced = 0;
+              const s = writing.then(() => fh.datasync()).finally(() => { syncing = null; });
+              s.catch(() => undefined); // a failing datasync shows again in the final fsync
+              syncing = s;
+            }
           }
         }
       } finally {
         await writing.catch(() => undefined); // never leave a write running on a handle we close
+        await (syncing as Promise<void> | null)?.catch(() => undefined);
       }
       await writing;
       if (batchBytes > 0) await flush(batch, batchBytes);
