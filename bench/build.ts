@@ -1,7 +1,7 @@
 // See bench/build. One real build (Debian's GNU hello: configure, make, make check) natively on the
 // host, under --isolation unshare and (unless --no-vm) in the VM, alternating when --runs > 1.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { copySparse, median, scratchDir, ROOT } from './lib.js';
 
@@ -50,6 +50,29 @@ function native(): Timing {
   return { wall: Date.now() - t, build: Date.now() - t };
 }
 
+/**
+ * The host build again with its tree and TMPDIR on a tmpfs (/dev/shm): the sandbox's /tmp is a
+ * tmpfs and its /job an ext4 on a loop file, while a host whose root is mounted with online
+ * `discard` (as here) pays a discard for every temp file configure and gcc delete. This floor
+ * tells isolation overhead from filesystem differences.
+ */
+function nativeTmpfs(): Timing | null {
+  if (!existsSync('/dev/shm')) return null;
+  const shm = mkdtempSync('/dev/shm/bench-build-');
+  try {
+    const w = path.join(shm, 'src');
+    cpa(src, w);
+    mkdirSync(path.join(shm, 'tmp'));
+    const t = Date.now();
+    const r = spawnSync('sh', ['-c', buildCmds], { cwd: w, env: { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8', HOME: '/root', TMPDIR: path.join(shm, 'tmp') },
+      stdio: ['ignore', 'ignore', 'inherit'] });
+    if (r.status !== 0) throw new Error(`native (tmpfs) build failed (${r.status})`);
+    return { wall: Date.now() - t, build: Date.now() - t };
+  } finally {
+    rmSync(shm, { recursive: true, force: true });
+  }
+}
+
 function viaJobrunner(isolation: 'unshare' | 'vm'): Timing {
   const img = path.join(dir, `run-${isolation}-${Date.now()}.img`);
   copySparse(image, img);
@@ -66,12 +89,14 @@ function viaJobrunner(isolation: 'unshare' | 'vm'): Timing {
 // Warm-up (not timed): the unshare runner's one-time shifted copy of the base root, the page cache.
 console.log('warm-up: one unshare run of the build (builds the shifted base root on first use)...');
 console.log(`warm-up took ${viaJobrunner('unshare').wall} ms`);
-const res: Record<'native' | 'unshare' | 'vm', Timing[]> = { native: [], unshare: [], vm: [] };
+const res: Record<'native' | 'nativeTmpfs' | 'unshare' | 'vm', Timing[]> = { native: [], nativeTmpfs: [], unshare: [], vm: [] };
 for (let i = 0; i < runs; i++) {
   res.native.push(native());
+  const shm = nativeTmpfs();
+  if (shm) res.nativeTmpfs.push(shm);
   res.unshare.push(viaJobrunner('unshare'));
   // Printed before the VM's long run, so a run cut short still has these figures.
-  console.log(`run ${i + 1}/${runs}: native ${res.native[i]!.wall} ms; unshare ${res.unshare[i]!.wall} ms end to end (build ${res.unshare[i]!.build} ms)`);
+  console.log(`run ${i + 1}/${runs}: native ${res.native[i]!.wall} ms${shm ? `, native on tmpfs ${shm.wall} ms` : ''}; unshare ${res.unshare[i]!.wall} ms end to end (build ${res.unshare[i]!.build} ms)`);
   if (i < vmRuns) {
     console.log(`run ${i + 1}: VM build (TCG: ~15 min)...`);
     res.vm.push(viaJobrunner('vm'));
@@ -83,6 +108,8 @@ const n = med('native', 'wall');
 const fmt = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 console.log(`\nGNU hello ${path.basename(readdirDsc())}: configure + make -j${jobs} + make check, median of ${runs}${withVm && vmRuns !== runs ? ` (the VM: of ${vmRuns})` : ''}`);
 console.log(`  native (host)        ${fmt(n)}`);
+const nt = res.nativeTmpfs.length ? med('nativeTmpfs', 'wall') : null;
+if (nt !== null) console.log(`  native, tree and TMPDIR on tmpfs ${fmt(nt)}: unshare end to end = ${(med('unshare', 'wall') / nt).toFixed(2)}x this floor, the build alone ${(med('unshare', 'build') / nt).toFixed(2)}x`);
 console.log(`  unshare (jobrunner)  ${fmt(med('unshare', 'wall'))} end to end = ${(med('unshare', 'wall') / n).toFixed(2)}x native; the build alone ${fmt(med('unshare', 'build'))} = ${(med('unshare', 'build') / n).toFixed(2)}x (goal <= 1.15x)`);
 if (withVm) console.log(`  vm (jobrunner, ${process.env.JOBRUNNER_ACCEL ?? 'auto'})   ${fmt(med('vm', 'wall'))} end to end = ${(med('vm', 'wall') / n).toFixed(2)}x native; the build alone ${fmt(med('vm', 'build'))} = ${(med('vm', 'build') / n).toFixed(2)}x`);
 else console.log('  vm                   skipped (--no-vm)');
