@@ -9,6 +9,7 @@
 // batch of files in flight, not one fsync per file. The cost: a syncfs also flushes other
 // writers' dirty data on that file system (e.g. a running VM's work image), so one barrier can
 // take longer on a busy disk; it never gives up durability.
+import { spawn as spawnChild, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { run } from './proc.js';
 
@@ -21,9 +22,74 @@ const LINGER_MS = 3;
 /** Barriers run since start (bench/intake reports them). */
 export const barrierStats = { syncs: 0, waits: 0 };
 
-/** syncfs(2) of the file system holding `dir` (coreutils `sync -f`; node has no binding for it). */
+/**
+ * One long-lived shell runs `sync -f` for us: node has no syncfs binding, and spawning a process
+ * from the service costs it milliseconds of its own (it forks a large process): a flood's few
+ * hundred barriers spent more main-thread time spawning than syncing. The shell forks only itself
+ * (small), answers one line per request, in order. It is respawned if it dies, and never keeps the
+ * service alive (unref'd).
+ */
+class SyncHelper {
+  private child: ChildProcessWithoutNullStreams | null = null;
+  private readonly waiting: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  private buf = '';
+
+  sync(dir: string): Promise<void> {
+    const c = this.child ?? this.start();
+    return new Promise<void>((resolve, reject) => {
+      // Referenced while an answer is due (or a draining service would exit before its last
+      // barrier), unreferenced when idle (or the helper alone would keep the service alive).
+      if (this.waiting.length === 0) this.hold(c, true);
+      this.waiting.push({ resolve, reject });
+      c.stdin.write(`${dir}\n`);
+    });
+  }
+
+  private hold(c: ChildProcessWithoutNullStreams, on: boolean): void {
+    for (const h of [c, c.stdin, c.stdout] as unknown as Array<{ ref?: () => void; unref?: () => void }>) {
+      if (on) h.ref?.(); else h.unref?.();
+    }
+  }
+
+  private start(): ChildProcessWithoutNullStreams {
+    const c = spawnChild('sh', ['-c', 'while IFS= read -r d; do if sync -f -- "$d" 2>/dev/null; then echo ok; else echo fail; fi; done'],
+      { stdio: ['pipe', 'pipe', 'ignore'] as const, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }) as unknown as ChildProcessWithoutNullStreams;
+    this.child = c;
+    this.hold(c, false);
+    c.stdout.setEncoding('utf8');
+    c.stdout.on('data', (d: string) => {
+      this.buf += d;
+      let i: number;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        const w = this.waiting.shift();
+        if (this.waiting.length === 0) this.hold(c, false);
+        if (line === 'ok') w?.resolve(); else w?.reject(new Error('sync -f failed'));
+      }
+    });
+    const gone = (why: string): void => {
+      if (this.child !== c) return;
+      this.child = null;
+      this.buf = '';
+      this.hold(c, false);
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`the sync helper ended (${why})`));
+    };
+    c.on('exit', (code, sig) => gone(`exit ${code ?? sig}`));
+    c.on('error', (e) => gone(e.message));
+    c.stdin.on('error', () => gone('its stdin closed'));
+    return c;
+  }
+}
+const helper = new SyncHelper();
+
+/** syncfs(2) of the file system holding `dir`: through the helper, or one `sync -f` of our own. */
 async function syncfs(dir: string): Promise<void> {
   barrierStats.syncs++;
+  // A name with a newline cannot be a line to the helper; a failed helper run is tried once directly.
+  if (!dir.includes('\n')) {
+    try { await helper.sync(dir); return; } catch { /* below */ }
+  }
   await run('sync', ['-f', '--', dir]);
 }
 

@@ -1,0 +1,42 @@
+// Group commit (src/fsync-shared.ts): concurrent callers share a syncfs, run through one
+// long-lived helper shell; a helper that dies is replaced and no caller is left hanging.
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { barrierStats, syncShared } from '../../src/fsync-shared.js';
+
+const dirP = mkdtemp(path.join(os.tmpdir(), 'jr-fsync-shared-'));
+afterAll(async () => rm(await dirP, { recursive: true, force: true }));
+
+/** Pids of our helper shells (children of this process running the sync loop). */
+function helpers(): number[] {
+  const out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)]).toString();
+  return out.split('\n').filter((l) => l.includes('sync -f --')).map((l) => Number(l.trim().split(/\s+/)[0]));
+}
+
+describe('syncShared', () => {
+  it('lets 200 concurrent callers share a few syncfs calls, through one helper', async () => {
+    const dir = await dirP;
+    const before = barrierStats.syncs;
+    await Promise.all(Array.from({ length: 200 }, async (_, i) => { await writeFile(path.join(dir, `f${i}`), 'x'); await syncShared(dir); }));
+    const used = barrierStats.syncs - before;
+    expect(used).toBeGreaterThan(0);
+    expect(used).toBeLessThan(20);
+    expect(helpers()).toHaveLength(1);
+  });
+
+  it('a helper killed while callers wait: they still resolve (direct sync), and the next call starts a new helper', async () => {
+    const dir = await dirP;
+    const [pid] = helpers();
+    expect(pid).toBeGreaterThan(0);
+    const waits = Array.from({ length: 20 }, () => syncShared(dir));
+    process.kill(pid!, 'SIGKILL');
+    await expect(Promise.all(waits)).resolves.toBeDefined();
+    await syncShared(dir);
+    const now = helpers();
+    expect(now).toHaveLength(1);
+    expect(now[0]).not.toBe(pid);
+  });
+});
