@@ -13,11 +13,14 @@ import { Scheduler } from './scheduler.js';
 import { mapLimit } from './semaphore.js';
 import { barrierStats } from './fsync-shared.js';
 import { prescreenClaim } from './job/prescreen.js';
+import { sizeProblem } from './job/validate.js';
+import type { JobStatus } from './spool/record.js';
+import { recoverHeld, rejectChunk, type BulkOutcome, type BulkRejector } from './spool/reject-bulk.js';
 import type { RunAs } from './run-as.js';
 import { claim, dropClaim, newJobId, RUNNING, writeLease, type Claim } from './spool/claim.js';
 import { JobsApi } from './service/api.js';
 import { TokenStore } from './service/tokens.js';
-import { Uploads } from './service/uploads.js';
+import { idInFileName, Uploads } from './service/uploads.js';
 import { parseSubmission } from './spool/names.js';
 import { screenClaimed } from './spool/reject.js';
 import { Spool } from './spool/spool.js';
@@ -47,6 +50,11 @@ const INTAKE_PARALLEL = 256;
 // LARGE_BATCH entries logs a summary at its end however fast it went.
 const PROGRESS_MS = 2000;
 const LARGE_BATCH = 1000;
+// Entries whose size rules them out are rejected in chunks of this many (spool/reject-bulk.ts), two
+// chunks at a time: one's synchronous calls run while the other waits at a barrier. A chunk holds
+// the event loop for ~20-30 ms at most (bench/intake).
+const BULK_CHUNK = 128;
+const BULK_PARALLEL = 2;
 
 /** The job service. `start()` then `done` resolves when it has stopped (after `stop()` or --once). */
 export class Service {
@@ -222,6 +230,11 @@ export class Service {
   private async recover(): Promise<void> {
     // A qemu that outlived its service (pdeathsig should prevent it) still holds a claim's disks:
     // it must be gone before that claim runs again, or two VMs would write one image.
+    // Entries a bulk rejection had taken (spool/reject-bulk.ts) become ordinary claims, listed below.
+    const held = await recoverHeld({ queue: this.s.queue, failed: this.s.failed });
+    if (held.claims.length + held.published > 0) {
+      this.log.info({ claims: held.claims.length, published: held.published }, 'recovered entries an interrupted bulk rejection held');
+    }
     const claims = await this.spool.claims();
     // A run shipped to Slurm belongs to its Slurm job (it may run on this very host): never kill it.
     const remote = claims.filter((st) => st.claim?.lease.remote).map((st) => st.dir);
@@ -263,17 +276,81 @@ export class Service {
     return this.stopping ? 0 : 2 * this.s.concurrency - this.scheduler.size;
   }
 
-  /** Claim and screen settled entries, INTAKE_PARALLEL at a time; returns those left queued for want of room. */
+  /**
+   * Claim and screen settled entries: those whose size rules them out in bulk (never waiting for
+   * room: they need no VM), the rest INTAKE_PARALLEL at a time while the scheduler has room.
+   * Returns those left queued for want of room.
+   */
   private async intake(batch: Candidate[]): Promise<Candidate[]> {
     const left: Candidate[] = [];
     const progress = { size: batch.length, started: Date.now(), last: Date.now(), claimed: this.tally.claimed };
-    await mapLimit(batch, INTAKE_PARALLEL, async (c) => {
-      if (this.capacity() <= 0) { left.push(c); return; }
-      await this.intakeOne(c).catch((e: unknown) => this.log.error({ err: messageOf(e), file: c.file }, 'intake failed'));
-      this.intakeProgress(progress, false);
-    });
+    const junk: Candidate[] = [];
+    const rest: Candidate[] = [];
+    for (const c of batch) (this.sizeJunk(c) ? junk : rest).push(c);
+    await Promise.all([
+      this.rejectBulk(junk, progress),
+      mapLimit(rest, INTAKE_PARALLEL, async (c) => {
+        if (this.capacity() <= 0) { left.push(c); return; }
+        await this.intakeOne(c).catch((e: unknown) => this.log.error({ err: messageOf(e), file: c.file }, 'intake failed'));
+        this.intakeProgress(progress, false);
+      }),
+    ]);
     this.intakeProgress(progress, true);
     return left;
+  }
+
+  /**
+   * A plain file whose size alone rules it out, as it settled (the bulk path judges it again once
+   * it holds it). Uploads keep the ordinary path: they carry an id and were checked on arrival.
+   */
+  private sizeJunk(c: Candidate): boolean {
+    if (!c.plain || c.size === undefined || this.claiming.has(c.file) || idInFileName(c.file) !== null) return false;
+    const sub = parseSubmission(c.file);
+    return sub !== null && sizeProblem(c.size, sub.compressed, this.s.maxImageSize) !== null;
+  }
+
+  /** Reject size junk in chunks (spool/reject-bulk.ts); an entry it hands back is screened and run as usual. */
+  private async rejectBulk(junk: Candidate[], progress: { size: number; started: number; last: number; claimed: number }): Promise<void> {
+    if (junk.length === 0) return;
+    const o: BulkRejector = {
+      queue: this.s.queue, failed: this.s.failed, version: this.o.version,
+      judge: (st, sub) => sizeProblem(st.size, sub.compressed, this.s.maxImageSize),
+    };
+    const chunks: Candidate[][] = [];
+    for (let i = 0; i < junk.length; i += BULK_CHUNK) chunks.push(junk.slice(i, i + BULK_CHUNK));
+    await mapLimit(chunks, BULK_PARALLEL, async (chunk) => {
+      if (this.stopping) return; // still queued: the next start takes them
+      const mine = chunk.filter((c) => !this.claiming.has(c.file));
+      for (const c of mine) this.claiming.add(c.file);
+      try {
+        const outcomes = await rejectChunk(o, mine.map((c) => ({ file: c.file, mtime: c.mtime, ...(c.submitted !== undefined ? { submitted: c.submitted } : {}) })));
+        for (const r of outcomes) await this.bulkOutcome(r);
+      } catch (e) {
+        this.log.error({ err: messageOf(e), files: mine.length }, 'intake failed (bulk rejection): the entries stay queued');
+      } finally {
+        for (const c of mine) this.claiming.delete(c.file);
+      }
+      this.intakeProgress(progress, false);
+    });
+  }
+
+  private async bulkOutcome(r: BulkOutcome): Promise<void> {
+    switch (r.kind) {
+      case 'rejected':
+        this.tally.claimed++;
+        this.tally.rejected++;
+        this.event({ type: 'finished', id: r.status.id, name: r.status.name, status: 'rejected', reason: r.status.reason, path: r.json }, r.status);
+        break;
+      case 'claimed':
+        this.tally.claimed++;
+        await this.screenAndSchedule(r.claim, r.file).catch((e: unknown) => this.log.error({ err: messageOf(e), file: r.file }, 'intake failed'));
+        break;
+      case 'failed':
+        this.log.error({ err: messageOf(r.error), file: r.file }, 'intake failed (bulk rejection)');
+        break;
+      case 'gone':
+        break;
+    }
   }
 
   private async intakeOne(c: Candidate): Promise<void> {
@@ -289,24 +366,29 @@ export class Service {
       if (!claimed) return;
       if (up && !await this.uploads.confirm(up, claimed.input)) claimed = await this.reId(claimed, sub.name);
       this.tally.claimed++;
-      const rejected = await screenClaimed(this.s, claimed, this.o.version);
-      if (rejected) {
-        this.tally.rejected++;
-        this.log.warn({ file: c.file, status: rejected }, 'rejected a queue entry that is not a plain file');
-        return;
-      }
-      // Junk (empty, too big, no filesystem) is rejected here, without waiting for a VM slot.
-      const pre = await prescreenClaim(this.s, claimed, this.o.version);
-      if (pre) {
-        this.tally.rejected++;
-        this.event({ type: 'finished', id: claimed.lease.id, name: claimed.lease.name, status: 'rejected', reason: pre.reason, path: pre.file });
-        return;
-      }
-      this.tally.scheduled++;
-      this.schedule(claimed);
+      await this.screenAndSchedule(claimed, c.file);
     } finally {
       this.claiming.delete(c.file);
     }
+  }
+
+  /** A fresh claim: rejected when it is not a plain file or cannot be a job (no VM slot needed), else scheduled. */
+  private async screenAndSchedule(claimed: Claim, file: string): Promise<void> {
+    const rejected = await screenClaimed(this.s, claimed, this.o.version);
+    if (rejected) {
+      this.tally.rejected++;
+      this.log.warn({ file, status: rejected }, 'rejected a queue entry that is not a plain file');
+      return;
+    }
+    // Junk (empty, too big, no filesystem) is rejected here, without waiting for a VM slot.
+    const pre = await prescreenClaim(this.s, claimed, this.o.version);
+    if (pre) {
+      this.tally.rejected++;
+      this.event({ type: 'finished', id: claimed.lease.id, name: claimed.lease.name, status: 'rejected', reason: pre.reason, path: pre.file });
+      return;
+    }
+    this.tally.scheduled++;
+    this.schedule(claimed);
   }
 
   /**
@@ -370,8 +452,12 @@ export class Service {
     return { dir, lease, input: path.join(dir, path.basename(c.input)) };
   }
 
-  private event(ev: JobEvent): void {
-    if (ev.type === 'finished') {
+  /** `record`: the NAME.json just published, when the caller has it (not read back from disk). */
+  private event(ev: JobEvent, record?: JobStatus): void {
+    if (ev.type === 'finished' && record) {
+      this.api.index(record, path.dirname(ev.path));
+      this.events.emit('job', ev);
+    } else if (ev.type === 'finished') {
       // Index the result before anyone hears of it: a follower woken by this finds it published.
       void this.api.published(ev.path).then(() => this.events.emit('job', ev), () => this.events.emit('job', ev));
     } else this.events.emit('job', ev);

@@ -11,13 +11,13 @@ export function registerResultRoutes(app: FastifyInstance, ctx: HttpCtx): void {
   const { svc, auth, settings } = ctx;
   app.get<{ Params: { id: string } }>('/api/v1/jobs/:id/result', { schema: { params: idParam } }, async (req, reply) => {
     await auth.read(req);
-    const { file, name } = svc.api.resultFile(req.params.id);
+    const { file, name } = await svc.api.resultFile(req.params.id);
     return sendFile(reply, file, 'application/x-xz', req.headers.range, name);
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/jobs/:id/output.tar', { schema: { params: idParam } }, async (req, reply) => {
     await auth.read(req);
-    const { file, form, status } = svc.api.resultFile(req.params.id);
+    const { file, form, status } = await svc.api.resultFile(req.params.id);
     const tar = await resultOutputTar(file, form, settings.maxImageSize);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${status.publishedAs.replace(/[^A-Za-z0-9._+-]/g, '_')}-output.tar"` });

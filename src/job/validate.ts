@@ -51,7 +51,7 @@ export async function checkJobImage(file: string, maxBytes: number): Promise<Ima
   const fh = await openNoFollow(file);
   try {
     const size = checkStat(await fh.stat(), maxBytes);
-    if (size < MIN_EXT_BYTES) throw new JrError('JR_E_INPUT', `not a usable job image: ${size} bytes is too small to hold an ext2/3/4 filesystem`);
+    if (size < MIN_EXT_BYTES) throw new JrError('JR_E_INPUT', sizeProblem(size, false, maxBytes)!);
     const head = Buffer.alloc(4096);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
     const h = head.subarray(0, bytesRead);
@@ -78,11 +78,23 @@ async function openNoFollow(file: string): Promise<FileHandle> {
   }
 }
 
+/**
+ * Why a regular file of `size` bytes cannot be a job, judged from its size alone (no read): empty,
+ * over `maxBytes` (an uncompressed image; an .img.xz's content size is known only once decoded), or
+ * too small to hold an ext2/3/4 filesystem. null when the size allows a job. The same reasons as
+ * checkInputFile / checkJobImage give, so a bulk rejection at intake reads like any other.
+ */
+export function sizeProblem(size: number, compressed: boolean, maxBytes: number): string | null {
+  if (size === 0) return 'not a usable job image: it is empty (0 bytes)';
+  if (compressed) return null;
+  if (size > maxBytes) return `not a usable job image: ${formatBytes(size)} exceeds the ${formatBytes(maxBytes)} limit (max-image-size)`;
+  if (size < MIN_EXT_BYTES) return `not a usable job image: ${size} bytes is too small to hold an ext2/3/4 filesystem`;
+  return null;
+}
+
 function checkStat(st: Stats, maxBytes: number): number {
   if (!st.isFile()) throw new JrError('JR_E_INPUT', `not a usable job image: it is not a regular file (${fileKind(st)})`);
-  if (st.size === 0) throw new JrError('JR_E_INPUT', 'not a usable job image: it is empty (0 bytes)');
-  if (st.size > maxBytes) {
-    throw new JrError('JR_E_INPUT', `not a usable job image: ${formatBytes(st.size)} exceeds the ${formatBytes(maxBytes)} limit (max-image-size)`);
-  }
+  if (st.size === 0) throw new JrError('JR_E_INPUT', sizeProblem(0, false, maxBytes)!);
+  if (st.size > maxBytes) throw new JrError('JR_E_INPUT', sizeProblem(st.size, false, maxBytes)!);
   return st.size;
 }

@@ -1,7 +1,9 @@
 // The service's side of the HTTP API: what src/http's routes call. It knows where a job is
 // (queued file, claim, published result) and turns that into a JobView; src/http never touches
 // spool files itself. Finished jobs are indexed in memory (loaded at start, kept current from the
-// service's events) so a listing over 10,000 results reads no files.
+// service's events): only what filters and counts need (~0.2 KB a job, so 50,000 results cost
+// ~10 MB, not the ~2 KB each of whole records); a job's record is read from its NAME.json when it
+// is shown (a page of a listing, one job), the most recent ones kept at hand.
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Settings } from '../config.js';
@@ -41,7 +43,11 @@ export interface JobView {
 
 export interface ListQuery { state?: ViewState[]; status?: FinalStatus[]; token?: string; limit: number; offset: number }
 
-interface Finished { st: JobStatus; dir: string }
+/** What the index keeps of a finished job; the record itself stays in `dir`/`publishedAs`.json. */
+interface Finished { id: string; status: FinalStatus; publishedAs: string; finishedAt: string; dir: string }
+
+/** Whole records kept at hand: the newest published and the last shown (metrics, followers, the dashboard). */
+const RECENT = 512;
 
 export interface ServiceLink {
   settings: Settings;
@@ -51,8 +57,9 @@ export interface ServiceLink {
 /** Job lookups and listings for the API. */
 export class JobsApi {
   private readonly finished = new Map<string, Finished>();
-  /** Finished ids, newest first. */
+  /** Finished ids, oldest first (ids no longer in `finished` are skipped). */
   private order: string[] = [];
+  private readonly recent = new Map<string, JobStatus>();
   private readonly owners = new Map<string, string>();
   constructor(private readonly l: ServiceLink) {}
 
@@ -64,21 +71,53 @@ export class JobsApi {
       for (const f of await readdir(dir).catch(() => [] as string[])) {
         if (!f.endsWith('.json') || f.startsWith('.')) continue;
         const st = await readStatus(path.join(dir, f));
-        if (st) all.push({ st, dir });
+        if (st) all.push(entryOf(st, dir));
       }
     }
-    all.sort((a, b) => b.st.finishedAt.localeCompare(a.st.finishedAt));
-    for (const e of all) if (!this.finished.has(e.st.id)) this.finished.set(e.st.id, e);
-    this.order = [...this.finished.keys()];
+    all.sort((a, b) => a.finishedAt.localeCompare(b.finishedAt));
+    for (const e of all) if (!this.finished.has(e.id)) { this.finished.set(e.id, e); this.order.push(e.id); }
   }
 
   /** A result was published (the service's `finished` event): index its NAME.json. */
   async published(jsonPath: string): Promise<JobStatus | null> {
     const st = await readStatus(jsonPath);
-    if (!st || this.finished.has(st.id)) return st;
-    this.finished.set(st.id, { st, dir: path.dirname(jsonPath) });
-    this.order.unshift(st.id);
+    if (st) this.index(st, path.dirname(jsonPath));
     return st;
+  }
+
+  /** Index a record just published in `dir` (the caller has it: nothing is read). */
+  index(st: JobStatus, dir: string): void {
+    if (this.finished.has(st.id)) return;
+    this.finished.set(st.id, entryOf(st, dir));
+    this.order.push(st.id);
+    this.remember(st);
+  }
+
+  private remember(st: JobStatus): void {
+    this.recent.delete(st.id);
+    this.recent.set(st.id, st);
+    if (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value!);
+  }
+
+  /** A finished job's record: at hand, or read from its NAME.json (null, and forgotten, when it is gone or replaced). */
+  private async record(f: Finished): Promise<JobStatus | null> {
+    const hit = this.recent.get(f.id);
+    if (hit) return hit;
+    const st = await readStatus(path.join(f.dir, `${f.publishedAs}.json`));
+    if (!st || st.id !== f.id) {
+      this.finished.delete(f.id);
+      if (this.order.length > 2 * this.finished.size + 1024) this.order = this.order.filter((id) => this.finished.has(id));
+      return null;
+    }
+    this.remember(st);
+    return st;
+  }
+
+  /** A finished job's index entry and record, or null. */
+  private async finishedJob(id: string): Promise<{ f: Finished; st: JobStatus } | null> {
+    const f = isJobId(id) ? this.finished.get(id) : undefined;
+    const st = f ? await this.record(f) : null;
+    return f && st ? { f, st } : null;
   }
 
   /** Remember an upload's owner (from the moment it is accepted). */
@@ -96,7 +135,7 @@ export class JobsApi {
     const live = await this.liveJobs();
     const queued = live.filter((j) => j.state === 'queued');
     const byStatus: Record<string, number> = {};
-    for (const { st } of this.finished.values()) byStatus[st.status] = (byStatus[st.status] ?? 0) + 1;
+    for (const f of this.finished.values()) byStatus[f.status] = (byStatus[f.status] ?? 0) + 1;
     return { queued: queued.length, running: live.length - queued.length, finished: this.finished.size,
       oldestQueuedAt: queued.reduce<string | null>((m, j) => (m === null || j.submittedAt < m ? j.submittedAt : m), null), byStatus };
   }
@@ -108,21 +147,26 @@ export class JobsApi {
     // A status filter selects finished jobs only (queued and running ones have no status yet).
     const live = (want('queued') || want('running')) && !q.status
       ? (await this.liveJobs()).filter((j) => want(j.state) && okOwner(j.id)) : [];
-    const fin = want('finished')
-      ? this.order.filter((id) => okOwner(id) && (!q.status || q.status.includes(this.finished.get(id)!.st.status)))
-      : [];
+    const fin: Finished[] = [];
+    if (want('finished')) {
+      for (let i = this.order.length - 1; i >= 0; i--) { // newest first
+        const f = this.finished.get(this.order[i]!);
+        if (f && okOwner(f.id) && (!q.status || q.status.includes(f.status))) fin.push(f);
+      }
+    }
     const total = live.length + fin.length;
     const page: JobView[] = live.slice(q.offset, q.offset + q.limit);
     const from = Math.max(0, q.offset - live.length);
-    for (const id of fin.slice(from, from + q.limit - page.length)) page.push(this.finishedView(this.finished.get(id)!));
+    const shown = await Promise.all(fin.slice(from, from + q.limit - page.length).map((f) => this.record(f)));
+    for (const st of shown) if (st) page.push(this.finishedView(st));
     return { jobs: page, total };
   }
 
   /** One job by id, live while it runs; null when unknown. */
   async get(id: string): Promise<JobView | null> {
     if (!isJobId(id)) return null;
-    const done = this.finished.get(id);
-    if (done) return this.finishedView(done);
+    const done = await this.finishedJob(id);
+    if (done) return this.finishedView(done.st);
     const live = await this.liveJobs();
     return live.find((j) => j.id === id) ?? null;
   }
@@ -130,8 +174,8 @@ export class JobsApi {
   /** Where job `id`'s console log is; null when the job is unknown. */
   async logSource(id: string): Promise<LogSource | null> {
     if (!isJobId(id)) return null;
-    const done = this.finished.get(id);
-    if (done) return { kind: 'final', file: path.join(done.dir, `${done.st.publishedAs}.log`), status: done.st };
+    const done = await this.finishedJob(id);
+    if (done) return { kind: 'final', file: path.join(done.f.dir, `${done.st.publishedAs}.log`), status: done.st };
     const dir = path.join(this.l.settings.queue, RUNNING, id);
     if (await lstat(claimPaths(dir).lease).then(() => true, () => false)) return { kind: 'live', file: claimPaths(dir).log };
     // Not claimed yet (an upload waiting in queue/), or between its claim being dropped and its
@@ -140,18 +184,21 @@ export class JobsApi {
     return this.owners.has(id) ? { kind: 'none' } : null;
   }
 
-  /** The published result image of a finished job (only a VM's work image, never the input kept as evidence). */
-  /** A finished job's published result: the image, or its /job/output as a .tar.xz ("publish": "output"). */
-  resultFile(id: string): { file: string; name: string; form: ResultForm; status: JobStatus } {
-    const done = isJobId(id) ? this.finished.get(id) : undefined;
+  /**
+   * A finished job's published result: the image, or its /job/output as a .tar.xz ("publish":
+   * "output"). Never the input kept as evidence of a job that did not run.
+   */
+  async resultFile(id: string): Promise<{ file: string; name: string; form: ResultForm; status: JobStatus }> {
+    const done = await this.finishedJob(id);
     if (!done) throw new JrError('JR_E_NOT_FOUND', `no finished job ${id}`);
-    if (!done.st.output) throw new JrError('JR_E_NOT_FOUND', `job ${id} has no result (it ended ${done.st.status} before it ran)`);
-    const form = done.st.output.form ?? 'image';
-    const name = resultFileName(done.st.publishedAs, form);
-    return { file: path.join(done.dir, name), name, form, status: done.st };
+    const { f, st } = done;
+    if (!st.output) throw new JrError('JR_E_NOT_FOUND', `job ${id} has no result (it ended ${st.status} before it ran)`);
+    const form = st.output.form ?? 'image';
+    const name = resultFileName(st.publishedAs, form);
+    return { file: path.join(f.dir, name), name, form, status: st };
   }
 
-  private finishedView({ st }: Finished): JobView {
+  private finishedView(st: JobStatus): JobView {
     return {
       id: st.id, name: st.publishedAs, state: 'finished', owner: this.ownerOf(st.id), status: st.status,
       submittedAt: st.submittedAt, startedAt: st.startedAt, finishedAt: st.finishedAt, position: null, elapsed: null, timeLeft: null,
@@ -202,6 +249,10 @@ export class JobsApi {
     }
     return [...queued, ...running];
   }
+}
+
+function entryOf(st: JobStatus, dir: string): Finished {
+  return { id: st.id, status: st.status, publishedAs: st.publishedAs, finishedAt: st.finishedAt, dir };
 }
 
 async function readStatus(file: string): Promise<JobStatus | null> {

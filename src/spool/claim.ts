@@ -67,7 +67,7 @@ export async function writeLease(dir: string, lease: Lease): Promise<void> {
  * which recovery deletes (the file is still queued). Returns null when the file vanished (claimed
  * or removed by someone else). `submitted` overrides the shown name (undecodable names).
  */
-export async function claim(queueDir: string, sub: Submission, mtime: Date, submitted?: string, id: string = newJobId()): Promise<Claim | null> {
+export async function claim(queueDir: string, sub: Submission, mtime: Date, submitted?: string, id: string = newJobId(), from?: string): Promise<Claim | null> {
   const dir = path.join(queueDir, RUNNING, id);
   await mkdir(dir, { mode: 0o755 });
   const lease: Lease = {
@@ -84,7 +84,7 @@ export async function claim(queueDir: string, sub: Submission, mtime: Date, subm
     // The lease must be on disk before the input can be found beside it (recovery drops a claim
     // whose lease it cannot read). One syncfs shared with every claim in flight (fsync-shared.ts).
     await syncShared(queueDir);
-    await rename(path.join(queueDir, sub.file), input);
+    await rename(from ?? path.join(queueDir, sub.file), input);
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -98,6 +98,17 @@ export async function claim(queueDir: string, sub: Submission, mtime: Date, subm
 /** A fresh job id: time-ordered, unguessable (an upload gets it at upload time, see service/uploads.ts). */
 export function newJobId(): string {
   return `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+/** `n` fresh job ids from one read of the random source (a flood's bulk rejection names thousands). */
+export function newJobIds(n: number): string[] {
+  const t = Date.now().toString(36);
+  const r = randomBytes(4 * n).toString('hex');
+  const ids = new Set<string>();
+  for (let i = 0; i < n; i++) ids.add(`${t}-${r.slice(8 * i, 8 * i + 8)}`);
+  // Two equal draws in one batch (rare): top up, so every id is unique within the batch.
+  while (ids.size < n) ids.add(newJobId());
+  return [...ids];
 }
 
 /** True when `s` has the shape of a job id (ids reach paths: nothing else may pass). */
@@ -120,6 +131,8 @@ export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
   const root = path.join(queueDir, RUNNING);
   const out: StaleClaim[] = [];
   for (const id of await readdir(root).catch(() => [] as string[])) {
+    // Dot-names are the service's own working directories (.held: bulk rejection), never claims.
+    if (id.startsWith('.')) continue;
     const dir = path.join(root, id);
     let lease: Lease | null = null;
     try { lease = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8')) as Lease; } catch { lease = null; }

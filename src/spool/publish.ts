@@ -31,6 +31,14 @@ export interface PublishFiles {
 // the other on each other's journal waits.
 const names = new RwLock();
 
+/**
+ * Run `fn` as a linking publisher (shared with every other linking publish): it may link new
+ * names into done/ or failed/, never rename over one. The bulk rejecter (reject-bulk.ts) uses it.
+ */
+export function asLinkingPublisher<T>(fn: () => Promise<T>): Promise<T> {
+  return names.read(fn);
+}
+
 /** place() met a temp it may not link and may only rename under the exclusive lock. */
 class NeedsRename extends Error {}
 
@@ -78,7 +86,8 @@ export async function publish(dir: string, name: string, files: PublishFiles): P
   }
 }
 
-const nameAt = (name: string, i: number): string => (i === 0 ? name : `${name}-${i}`);
+/** The i-th candidate name for a result: NAME, NAME-1, NAME-2… */
+export const nameAt = (name: string, i: number): string => (i === 0 ? name : `${name}-${i}`);
 
 async function isFree(dir: string, finalName: string, exts: string[]): Promise<boolean> {
   const taken = await Promise.all(exts.map((e) => entryExists(path.join(dir, `${finalName}.${e}`))));

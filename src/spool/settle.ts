@@ -16,6 +16,9 @@ const STAT_PARALLEL = 16;
 export interface Looked {
   file: string;
   mtime: Date;
+  /** From the same lstat: its size, and whether it was a plain single-link file then (a hint: the claim judges again). */
+  size: number;
+  plain: boolean;
 }
 
 export interface Settled {
@@ -70,7 +73,7 @@ export async function settleWindow(dir: string, files: Iterable<string>, settleM
     }
     if (!busy && age >= need) {
       seen.delete(file);
-      out.ready.push({ file, mtime: st.mtime });
+      out.ready.push({ file, mtime: st.mtime, size: st.size, plain: st.isFile() && st.nlink === 1 });
     } else {
       out.waiting.push(file);
       out.retryMs = Math.min(out.retryMs, busy ? settleMs : Math.max(need - age, 1));

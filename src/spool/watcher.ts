@@ -24,6 +24,9 @@ const EVENT_COALESCE_MS = 20;
 export interface Candidate {
   file: string;
   mtime: Date;
+  /** Size and plainness when it settled (a hint for choosing the intake path; never trusted as the claim's). */
+  size?: number;
+  plain?: boolean;
   /** The name as submitted when it differs from `file` (undecodable bytes shown as \xNN). */
   submitted?: string;
 }
@@ -119,7 +122,7 @@ export class QueueWatcher {
       this.stats.windows++;
       retryMs = Math.min(retryMs, settled.retryMs);
       for (const f of settled.waiting) this.carry.add(f);
-      const ready = settled.ready.map((r) => this.candidate(r.file, r.mtime));
+      const ready = settled.ready.map((r) => ({ ...this.candidate(r.file, r.mtime), size: r.size, plain: r.plain }));
       const left = ready.length > 0 && !this.closed ? await this.o.onReady(ready) : [];
       this.stats.handed += ready.length - left.length;
       for (const c of left) this.carry.add(c.file);

@@ -109,6 +109,27 @@ describe('recovery of stale claims with a fake qemu', { timeout: 90_000 }, () =>
     expect(await ls(path.join(t.queue, '.running'))).toEqual([]);
   });
 
+  it('finishes a bulk rejection a crash interrupted: held entries are rejected (or run) under their journal\'s id and name', async () => {
+    const t = await tierSpool('held');
+    const held = path.join(t.queue, '.running', '.held');
+    await mkdir(held, { recursive: true });
+    await chmod(path.join(t.queue, '.running'), 0o755);
+    const at = '2026-01-02T03:04:05.000Z';
+    // Two entries of one chunk: an empty one (junk), and one whose name was swapped for a real job
+    // between the look and the take (the chunk would have handed it back as a claim).
+    await writeFile(path.join(held, 'mxaaaaaa-00000001.journal'), [
+      { id: 'mxaaaaaa-00000002', file: 'junk.img', submitted: null, mtime: at },
+      { id: 'mxaaaaaa-00000003', file: 'real.img', submitted: null, mtime: at },
+    ].map((l) => JSON.stringify(l)).join('\n') + '\n');
+    await writeFile(path.join(held, 'mxaaaaaa-00000002.img'), '');
+    await copyFile(await fixtureJob(t.root, 'real', 'ok'), path.join(held, 'mxaaaaaa-00000003.img'));
+    const svc = await runOnce(t);
+    expect(await statusOf(t, 'junk.img')).toMatchObject({ dir: 'failed', status: 'rejected', id: 'mxaaaaaa-00000002', submittedAt: at, reason: 'not a usable job image: it is empty (0 bytes)' });
+    expect(await statusOf(t, 'real.img')).toMatchObject({ dir: 'done', status: 'succeeded', id: 'mxaaaaaa-00000003', attempt: 1 });
+    expect(await ls(path.join(t.queue, '.running'))).toEqual([]);
+    expect(svc.logged('recovered entries an interrupted bulk rejection held')[0]).toMatchObject({ claims: 2, published: 0 });
+  });
+
   it('refuses a claimed entry that is not a plain file without following it', async () => {
     const t = await tierSpool('recover-link');
     const secret = path.join(t.root, 'secret.img');
