@@ -23,72 +23,85 @@ const LINGER_MS = 3;
 export const barrierStats = { syncs: 0, waits: 0 };
 
 /**
- * One long-lived shell runs `sync -f` for us: node has no syncfs binding, and spawning a process
+ * A long-lived shell runs `sync -f` for us: node has no syncfs binding, and spawning a process
  * from the service costs it milliseconds of its own (it forks a large process): a flood's few
  * hundred barriers spent more main-thread time spawning than syncing. The shell forks only itself
- * (small), answers one line per request, in order. It is respawned if it dies, and never keeps the
- * service alive (unref'd).
+ * (small) and answers one line per request, in order. There is one per file system, so a slow
+ * syncfs of one (a busy results disk) never holds up the barriers of another. A helper is replaced
+ * if it dies; it never keeps the service alive (unref'd while no answer is due).
  */
-class SyncHelper {
-  private child: ChildProcessWithoutNullStreams | null = null;
-  private readonly waiting: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
-  private buf = '';
+export class SyncHelper {
+  /** `spawn` starts the shell (tests give a stand-in to force the order of its events). */
+  constructor(private readonly spawn: () => ChildProcessWithoutNullStreams = spawnShell) {}
+
+  private cur: { c: ChildProcessWithoutNullStreams; waiting: Array<{ resolve: () => void; reject: (e: Error) => void }> } | null = null;
 
   sync(dir: string): Promise<void> {
-    const c = this.child ?? this.start();
+    const h = this.cur ?? this.start();
     return new Promise<void>((resolve, reject) => {
       // Referenced while an answer is due (or a draining service would exit before its last
       // barrier), unreferenced when idle (or the helper alone would keep the service alive).
-      if (this.waiting.length === 0) this.hold(c, true);
-      this.waiting.push({ resolve, reject });
-      c.stdin.write(`${dir}\n`);
+      if (h.waiting.length === 0) hold(h.c, true);
+      h.waiting.push({ resolve, reject });
+      h.c.stdin.write(`${dir}\n`);
     });
   }
 
-  private hold(c: ChildProcessWithoutNullStreams, on: boolean): void {
-    for (const h of [c, c.stdin, c.stdout] as unknown as Array<{ ref?: () => void; unref?: () => void }>) {
-      if (on) h.ref?.(); else h.unref?.();
-    }
-  }
-
-  private start(): ChildProcessWithoutNullStreams {
-    const c = spawnChild('sh', ['-c', 'while IFS= read -r d; do if sync -f -- "$d" 2>/dev/null; then echo ok; else echo fail; fi; done'],
-      { stdio: ['pipe', 'pipe', 'ignore'] as const, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }) as unknown as ChildProcessWithoutNullStreams;
-    this.child = c;
-    this.hold(c, false);
+  private start(): NonNullable<SyncHelper['cur']> {
+    const c = this.spawn();
+    // Each helper answers only its own requests: a dead helper's last answers, read after a new one
+    // took over, can only resolve what was asked of it (they were really synced).
+    const h = { c, waiting: [] as Array<{ resolve: () => void; reject: (e: Error) => void }> };
+    this.cur = h;
+    hold(c, false);
+    let buf = '';
     c.stdout.setEncoding('utf8');
     c.stdout.on('data', (d: string) => {
-      this.buf += d;
+      buf += d;
       let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        const w = this.waiting.shift();
-        if (this.waiting.length === 0) this.hold(c, false);
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const w = h.waiting.shift();
+        if (h.waiting.length === 0) hold(c, false);
         if (line === 'ok') w?.resolve(); else w?.reject(new Error('sync -f failed'));
       }
     });
-    const gone = (why: string): void => {
-      if (this.child !== c) return;
-      this.child = null;
-      this.buf = '';
-      this.hold(c, false);
-      for (const w of this.waiting.splice(0)) w.reject(new Error(`the sync helper ended (${why})`));
-    };
-    c.on('exit', (code, sig) => gone(`exit ${code ?? sig}`));
-    c.on('error', (e) => gone(e.message));
-    c.stdin.on('error', () => gone('its stdin closed'));
-    return c;
+    const retire = (): void => { if (this.cur === h) this.cur = null; };
+    // Gone for new requests at once; the unanswered ones fail only at 'close', once all it wrote has been read.
+    c.on('exit', retire);
+    c.on('error', retire);
+    c.stdin.on('error', retire);
+    c.on('close', (code, sig) => {
+      retire();
+      hold(c, false);
+      for (const w of h.waiting.splice(0)) w.reject(new Error(`the sync helper ended (${code ?? sig}) before answering`));
+    });
+    return h;
   }
 }
-const helper = new SyncHelper();
 
-/** syncfs(2) of the file system holding `dir`: through the helper, or one `sync -f` of our own. */
-async function syncfs(dir: string): Promise<void> {
+function spawnShell(): ChildProcessWithoutNullStreams {
+  return spawnChild('sh', ['-c', 'while IFS= read -r d; do if sync -f -- "$d" 2>/dev/null; then echo ok; else echo fail; fi; done'],
+    { stdio: ['pipe', 'pipe', 'ignore'] as const, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }) as unknown as ChildProcessWithoutNullStreams;
+}
+
+function hold(c: ChildProcessWithoutNullStreams, on: boolean): void {
+  for (const x of [c, c.stdin, c.stdout] as unknown as Array<{ ref?: () => void; unref?: () => void }>) {
+    if (on) x.ref?.(); else x.unref?.();
+  }
+}
+
+const helpers = new Map<number, SyncHelper>();
+
+/** syncfs(2) of the file system `dev` holding `dir`: through its helper, or one `sync -f` of our own. */
+async function syncfs(dir: string, dev: number): Promise<void> {
   barrierStats.syncs++;
   // A name with a newline cannot be a line to the helper; a failed helper run is tried once directly.
   if (!dir.includes('\n')) {
-    try { await helper.sync(dir); return; } catch { /* below */ }
+    let h = helpers.get(dev);
+    if (!h) { h = new SyncHelper(); helpers.set(dev, h); }
+    try { await h.sync(dir); return; } catch { /* below */ }
   }
   await run('sync', ['-f', '--', dir]);
 }
@@ -106,7 +119,7 @@ export async function syncShared(dir: string): Promise<void> {
   if (waiting) return waiting;
   const start = (): Promise<void> => {
     next.delete(dev);
-    const r: Promise<void> = syncfs(dir).finally(() => { if (running.get(dev) === r) running.delete(dev); });
+    const r: Promise<void> = syncfs(dir, dev).finally(() => { if (running.get(dev) === r) running.delete(dev); });
     running.set(dev, r);
     return r;
   };

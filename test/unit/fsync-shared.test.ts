@@ -1,7 +1,7 @@
 // Group commit (src/fsync-shared.ts): concurrent callers share a syncfs, run through one
 // long-lived helper shell; a helper that dies is replaced and no caller is left hanging.
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -27,16 +27,32 @@ describe('syncShared', () => {
     expect(helpers()).toHaveLength(1);
   });
 
+  it('one helper per file system: a barrier on another file system does not queue behind this one\'s', async () => {
+    const dir = await dirP;
+    const other = await mkdtemp('/dev/shm/jr-fsync-shared-');
+    try {
+      expect((await stat(other)).dev).not.toBe((await stat(dir)).dev);
+      await Promise.all([syncShared(dir), syncShared(other)]);
+      expect(helpers()).toHaveLength(2);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+  });
+
   it('a helper killed while callers wait: they still resolve (direct sync), and the next call starts a new helper', async () => {
     const dir = await dirP;
-    const [pid] = helpers();
+    const before = helpers();
+    await syncShared(dir);
+    expect(helpers()).toEqual(before); // this file system's helper was already running
+    const pid = before.at(0)!;
     expect(pid).toBeGreaterThan(0);
     const waits = Array.from({ length: 20 }, () => syncShared(dir));
-    process.kill(pid!, 'SIGKILL');
+    process.kill(before[0]!, 'SIGKILL');
+    process.kill(before[1] ?? before[0]!, 'SIGKILL');
     await expect(Promise.all(waits)).resolves.toBeDefined();
     await syncShared(dir);
     const now = helpers();
     expect(now).toHaveLength(1);
-    expect(now[0]).not.toBe(pid);
+    expect(before).not.toContain(now[0]);
   });
 });
