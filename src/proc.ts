@@ -128,7 +128,7 @@ export interface LeanChild {
  * importing execa costs ~100 ms. No shell, the environment as is, no exit hooks: the caller
  * kills what it started (an xz child also ends on its own when our end of a pipe closes).
  */
-export function spawnLean(file: string, args: readonly string[], opts: { stdin?: 'ignore' | 'pipe' } = {}): LeanChild {
+export function spawnLean(file: string, args: readonly string[], opts: { stdin?: 'ignore' | 'pipe' | number } = {}): LeanChild {
   const cp = startChild(file, args, { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'] });
   const done = new Promise<LeanExit>((resolve) => {
     let error: Error | null = null;

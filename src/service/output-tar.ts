@@ -2,7 +2,8 @@
 // the .img.xz is decompressed (memory-bounded) to a sparse temp file and the tree is read by the
 // confined image reader (image/tar-tree.ts: extractTree's name checks and caps, then GNU tar on
 // our own copy). One function, so the route does not care how the image is read.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -20,7 +21,19 @@ import { decompressFile } from '../xz/decompress.js';
  */
 export async function resultOutputTar(file: string, form: ResultForm, sizeCap: number): Promise<{ stream: Readable; cleanup: () => Promise<void> }> {
   if (form === 'image') return outputTar(file, sizeCap);
-  const xz = spawnLean('xz', ['-dc', '--memlimit=256MiB', '--', file]);
+  // Opened here, before the route sends its 200: a result that is gone or unreadable is a 404 with
+  // a reason, not a reset after the headers; and xz reads the very file that was checked.
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW).catch((e: NodeJS.ErrnoException) => {
+    throw new JrError('JR_E_NOT_FOUND', `the result ${path.basename(file)} cannot be read (${e.code ?? e.message})`, { cause: e });
+  });
+  let xz: ReturnType<typeof spawnLean>;
+  try {
+    xz = spawnLean('xz', ['-dc', '--memlimit=256MiB'], { stdin: fh.fd });
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+  void xz.done.finally(() => fh.close());
   const out = new PassThrough();
   let stderr = '';
   xz.stderr.on('data', (b: Buffer) => { if (stderr.length < 2048) stderr += b.toString(); });

@@ -182,5 +182,7 @@ describe('a result published as output (NAME.output.tar.xz)', () => {
     const b = await resultOutputTar(bad, 'output', 1 << 30);
     await expect((async () => { for await (const _ of b.stream) { /* drain */ } })()).rejects.toThrow(/xz -d of bad\.output\.tar\.xz failed/);
     await b.cleanup();
+    // A result that is gone is refused before any stream (the route's 404, not a reset after a 200).
+    await expect(resultOutputTar(path.join(dir, 'gone.output.tar.xz'), 'output', 1 << 30)).rejects.toThrow(/JR_E_NOT_FOUND|cannot be read \(ENOENT\)/);
   });
 });
