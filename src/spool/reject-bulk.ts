@@ -75,7 +75,6 @@ interface JournalLine { id: string; file: string; submitted: string | null; mtim
 
 const code = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 const unlinkQuiet = (f: string): void => { try { unlinkSync(f); } catch { /* gone already */ } };
-const exists = (f: string): boolean => lstatSync(f, { throwIfNoEntry: false }) !== undefined;
 
 export function heldDir(queue: string): string {
   return path.join(queue, RUNNING, HELD);
@@ -153,9 +152,10 @@ async function rejectIn(dir: string, o: BulkRejector, entries: JunkEntry[]): Pro
   // (link never replaces) is given up and the next one tried, a few times; then the ordinary path.
   for (let round = 0; round < 3 && todo.length > 0; round++) {
     const placed: Held[] = [];
+    const logs: Logs = new Map();
     await asLinkingPublisher(async () => {
       for (const h of todo) {
-        try { place(o, h); placed.push(h); } catch { back.push(h); }
+        try { place(o, h, logs); placed.push(h); } catch { back.push(h); }
       }
     });
     await syncShared(o.failed);
@@ -202,18 +202,38 @@ async function rejectIn(dir: string, o: BulkRejector, entries: JunkEntry[]): Pro
 }
 
 /**
+ * A chunk's published logs by content: entries rejected for the same reason (a flood of empty
+ * files) get their NAME.log as another link to one written file, not a file each. Results are
+ * never modified once published, so the names may share an inode like mail delivered to several
+ * boxes; removing one name leaves the others.
+ */
+type Logs = Map<string, string>;
+
+/** NAME.log for `h`, by O_EXCL: a link to an earlier log of the same text, or a file of its own. */
+function writeLog(log: string, text: string, logs: Logs): void {
+  const twin = logs.get(text);
+  if (twin !== undefined) {
+    try { linkSync(twin, log); return; } catch (e) {
+      if (code(e) === 'EEXIST') throw e;
+      logs.delete(text); // the twin's name was taken back (its record lost a race): write our own
+    }
+  }
+  writeFileSync(log, text, { flag: 'wx', mode: 0o644 });
+  logs.set(text, log);
+}
+
+/**
  * Take the first free NAME for held entry `h`: the evidence linked, the log written, the record's
  * content under a temp name. Throws when this path cannot publish it (the caller hands it back).
+ * A name in use anywhere (NAME.img, NAME.log) shows as EEXIST, and the next is tried; NAME.json is
+ * checked by its own link.
  */
-function place(o: BulkRejector, h: Held): void {
+function place(o: BulkRejector, h: Held, logs: Logs): void {
   const st = h.st!;
   for (let i = h.from; ; i++) {
     const name = nameAt(h.sub.name, i);
     const evidence = path.join(o.failed, `${name}.${h.ext}`);
     const log = path.join(o.failed, `${name}.log`);
-    // A name in use shows as EEXIST from link or O_EXCL below; this one look spares the common
-    // case (an earlier result of the same name) an exception. NAME.json is checked by its link.
-    if (exists(evidence)) continue;
     try {
       linkSync(h.path, evidence);
     } catch (e) {
@@ -221,7 +241,7 @@ function place(o: BulkRejector, h: Held): void {
       throw e; // EPERM (protected_hardlinks, the service not root) and the like: the ordinary path
     }
     try {
-      writeFileSync(log, `\n[jobrunner] rejected: ${h.reason}\n`, { flag: 'wx', mode: 0o644 });
+      writeLog(log, `\n[jobrunner] rejected: ${h.reason}\n`, logs);
     } catch (e) {
       unlinkQuiet(evidence);
       if (code(e) === 'EEXIST') continue;

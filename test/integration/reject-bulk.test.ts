@@ -3,7 +3,7 @@
 // the take (handed back as ordinary claims), names in use, a result directory on another file
 // system (link cannot work: handed back), and every point a crash can leave a chunk at, recovered.
 import { execFileSync } from 'node:child_process';
-import { link, lstat, mkdir, readdir, readFile, rename, symlink, truncate, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, readFile, rename, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { sizeProblem } from '../../src/job/validate.js';
@@ -109,6 +109,19 @@ describe('rejectChunk', () => {
     expect(await readFile(path.join(failed, 'x-2.json'), 'utf8')).toBe('{"id":"someone"}');
     expect((await readdir(failed)).sort()).toEqual(['x-1.log', 'x-2.json', 'x-3.img', 'x-3.json', 'x-3.log', 'x.img']);
     expect((await json('x-3.json')).publishedAs).toBe('x-3');
+  });
+
+  it('entries rejected for the same reason share one log inode (published results are never modified); each name stands alone', async () => {
+    for (const f of ['a.img', 'b.img', 'c.img']) await writeFile(path.join(queue, f), '');
+    await writeFile(path.join(queue, 'd.img'), Buffer.alloc(10));
+    await rejectChunk(o, ['a.img', 'b.img', 'c.img', 'd.img'].map(entry));
+    const ino = async (f: string): Promise<number> => (await lstat(path.join(failed, f))).ino;
+    expect(await ino('b.log')).toBe(await ino('a.log'));
+    expect(await ino('c.log')).toBe(await ino('a.log'));
+    expect(await ino('d.log')).not.toBe(await ino('a.log'));
+    await unlink(path.join(failed, 'a.log'));
+    expect(await readFile(path.join(failed, 'b.log'), 'utf8')).toBe('\n[jobrunner] rejected: not a usable job image: it is empty (0 bytes)\n');
+    expect(await readFile(path.join(failed, 'd.log'), 'utf8')).toMatch(/10 bytes is too small/);
   });
 
   it('many entries of one name in one chunk each get their own name', async () => {
