@@ -11,14 +11,14 @@ import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError, isJrError, messageOf } from '../errors.js';
 import type { BaseImage } from '../image/base.js';
-import { spawn, which, type Child } from '../proc.js';
+import { run, spawn, which, type Child } from '../proc.js';
 import { ConsoleLog } from '../vm/console.js';
 import type { VmEnd, VmOutcome } from '../vm/launch.js';
 import { MarkerParser } from '../vm/markers.js';
 import { makeLimits } from './limits.js';
 import { mountLoop, mountOverlay, trim, unmount, unmountAll } from './mounts.js';
 import { pidNamespace, signalNamespace } from './procs.js';
-import { idMap, sandboxArgv, type SandboxCap } from './sandbox.js';
+import { idMap, sandboxArgv, USERNS_SYSCTL, type SandboxCap } from './sandbox.js';
 import { shiftedRoot } from './shift.js';
 import { makeEmptyExt4, stageJobFiles } from './stage.js';
 
@@ -179,6 +179,17 @@ async function reaped(pid: number, ms: number): Promise<boolean> {
   return false;
 }
 
+/**
+ * Make user namespaces unavailable inside the sandbox whose first process is `pid` (still blocked
+ * on --userns-block-fd): its namespace's user.max_user_namespaces set to 0 from inside it. nsenter
+ * becomes root of that namespace (the range's first id, every capability there and none over the
+ * host) just for the write; bwrap's --assert-userns-disabled checks the result.
+ */
+async function denyUserNamespaces(pid: number): Promise<void> {
+  await run('nsenter', [`--user=/proc/${pid}/ns/user`, '--', 'sh', '-c', `echo 0 > ${USERNS_SYSCTL}`],
+    { cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, timeoutMs: 10_000, errorCode: 'JR_E_PROCESS' });
+}
+
 /** Put the trusted image where the job image was, keeping the job image's owner and mode. */
 async function replace(image: string, trusted: string): Promise<void> {
   const st = await stat(image);
@@ -233,6 +244,7 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
           // Root writes the 65536-id map bwrap cannot write itself, then lets the sandbox go on.
           await writeFile(`/proc/${nsInit}/uid_map`, idMap(s.unshareUidBase));
           await writeFile(`/proc/${nsInit}/gid_map`, idMap(s.unshareUidBase));
+          await denyUserNamespaces(nsInit!);
           ns = await pidNamespace(nsInit!);
           block.end('go');
         } catch (e) {

@@ -3,7 +3,7 @@
 // set owners and run maintainer scripts as system users) and writes a layer that later jobs run on.
 // Here the escape job runs exactly as an install does (runJobUnshare with rootWritable, the caps,
 // a fresh ext4 layer): what dpkg needs works, everything else is still denied. Then a job stacked on
-// that layer keeps no capability and cannot change it. Ledger: host files modified 0, processes left 0.
+// that layer keeps no capability and cannot change it. Neither can make a user namespace. Ledger: host files modified 0, processes left 0.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
@@ -107,6 +107,8 @@ try write-others sh -c 'echo owned > /var/jr-owned'
 
   it('the install still cannot mount, make devices, set the clock, load modules, reach the network or the host', () => {
     expect(inst).toMatchObject({
+      // Nor make a user namespace, where it would hold every capability (setfcap lets it map root).
+      userns: 'denied', 'userns-root': 'denied', 'userns-clone': 'denied',
       mount: 'denied', remount: 'denied', mknod: 'denied', clock: 'denied', hostname: 'denied', modprobe: 'denied', insmod: 'denied',
       reboot: 'denied', 'net-link': 'denied', tcp: 'denied', 'kill-host': 'denied', hostproc: 'absent', ptrace: 'denied',
       secret: 'absent', work: 'absent', disk: 'absent',
@@ -118,7 +120,8 @@ try write-others sh -c 'echo owned > /var/jr-owned'
 
   it('a job on the layer has no capability, sees the install\'s files but cannot change the layer', () => {
     expect(onTop.capeff).toBe('0000000000000000');
-    expect(onTop).toMatchObject({ mount: 'denied', mknod: 'denied', 'kill-host': 'denied', secret: 'absent', 'overwrite-layer': 'ok' });
+    expect(onTop).toMatchObject({ mount: 'denied', mknod: 'denied', 'kill-host': 'denied', secret: 'absent', 'overwrite-layer': 'ok',
+      userns: 'denied', 'userns-root': 'denied', 'userns-clone': 'denied' });
     // Root without capabilities is not the owner of another user's file (the job contract of unshare).
     expect(onTop['write-others']).toBe('denied');
     // The set-uid bit the install set is in the layer (dpkg needs that); the overlay is mounted

@@ -136,7 +136,10 @@ describe.skipIf(!CAN)('unshare isolation under attack (real base image, one serv
       'write-etc': 'ok', 'write-root': 'ok', // into the throwaway layer...
       'write-hostdir': 'ok', // ...including a directory named like a host one: it is created inside
       secret: 'absent', work: 'absent', disk: 'absent', sys: 'absent', hostproc: 'absent',
-      'kill-host': 'denied', ptrace: 'denied', 'ptrace-init': 'ok', // its own pid 1 (same uid): allowed, and it stopped it... mount: 'denied', remount: 'denied', mknod: 'denied', chroot: 'denied',
+      'kill-host': 'denied', ptrace: 'denied', 'ptrace-init': 'ok', // its own pid 1 (same uid): allowed, and it stopped it...
+      mount: 'denied', remount: 'denied', mknod: 'denied', chroot: 'denied',
+      // No user namespace of its own (where it would hold every capability again), by any call.
+      userns: 'denied', 'userns-root': 'denied', 'userns-clone': 'denied',
       clock: 'denied', hostname: 'denied', modprobe: 'denied', insmod: 'denied', reboot: 'denied', 'net-link': 'denied',
       tcp: 'denied', links: 'lo ', 'setuid-su': 'denied', uid: '0', capeff: '0000000000000000', pid1: 'bwrap',
     });
