@@ -6,7 +6,7 @@
 // sorted name:arch=version list); read-only once written; jobs run on it with a throwaway layer
 // above (snapshot mode; a read-only lower), so nothing a job does reaches it.
 import { createHash } from 'node:crypto';
-import { chmod, link, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { JrError } from '../errors.js';
@@ -16,7 +16,7 @@ import { makeExtImage } from '../image/ext.js';
 import { digestFile } from '../image/meta.js';
 import { run } from '../proc.js';
 import { handOver, type RunAs } from '../run-as.js';
-import { unmountAll } from '../unshare/mounts.js';
+import { loopDevicesUnder, unmountAll } from '../unshare/mounts.js';
 import { makeEmptyExt4 } from '../unshare/stage.js';
 import { releaseLoopFiles } from '../unshare/sweep.js';
 import type { CachedDeb } from './fetch.js';
@@ -120,6 +120,27 @@ export interface LayerBuild {
   runAs?: RunAs;
 }
 
+const SBIN = { PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` };
+
+/**
+ * Before an unshare layer is published: no loop device has it (nothing has it mounted, lazily
+ * detached or not), and its filesystem is clean: a cleanly unmounted state, no journal to replay,
+ * and `e2fsck -fn` finds nothing. Our own image, written only through the kernel (the install
+ * never had the block device): e2fsprogs run on it as on the images we make (mke2fs), unconfined.
+ */
+export async function checkReleased(file: string): Promise<void> {
+  const fail = (why: string): never => { throw new JrError('JR_E_PROCESS', `the new layer ${file} is not published: ${why}`); };
+  const real = await realpath(file);
+  if ((await loopDevicesUnder(real)).length > 0) fail('it is still attached to a loop device (mounted somewhere)');
+  const sb = await run('dumpe2fs', ['-h', file], { env: SBIN, reject: false });
+  const state = /^Filesystem state:\s*(.*)$/m.exec(sb.stdout)?.[1]?.trim();
+  const features = /^Filesystem features:\s*(.*)$/m.exec(sb.stdout)?.[1] ?? '';
+  if (sb.exitCode !== 0 || state !== 'clean') fail(`its filesystem is not clean (dumpe2fs: state ${state ?? '?'}, exit ${sb.exitCode})`);
+  if (/\bneeds_recovery\b/.test(features)) fail('its journal needs recovery (it was not unmounted cleanly)');
+  const fsck = await run('e2fsck', ['-fn', file], { env: SBIN, reject: false });
+  if (fsck.exitCode !== 0) fail(`e2fsck -fn exited ${fsck.exitCode}: ${(fsck.stdout + fsck.stderr).trim().split('\n').slice(-3).join(' | ')}`);
+}
+
 /** A layer build's work directory in the layers directory: this, its key, "-" and mkdtemp's suffix. */
 const BUILD_PREFIX = '.build-';
 
@@ -215,6 +236,7 @@ async function build(b: LayerBuild, dir: string, key: string, format: LayerForma
       const where = format === 'qcow2' ? 'a VM' : 'an unshare sandbox';
       throw new JrError('JR_E_PROCESS', `installing the job's packages in ${where} failed (${out.reason}):\n${log}`);
     }
+    if (format === 'ext4') await checkReleased(layer);
     await chmod(layer, 0o444);
     const digest = await digestFile(layer);
     const record: LayerRecord = {

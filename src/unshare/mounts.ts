@@ -23,11 +23,17 @@ export async function mountOverlay(lowers: string[], upper: string, work: string
     { env: SBIN, errorCode: 'JR_E_PROCESS' });
 }
 
-/** Unmount `dir` if it is a mount point; a busy one is detached lazily so cleanup always finishes. */
-export async function unmount(dir: string): Promise<void> {
-  if (!(await mountedAt(dir))) return;
+/**
+ * Unmount `dir` if it is a mount point; a busy one is detached lazily so cleanup always finishes.
+ * True when it had to be: the filesystem then stays mounted (and writable if it was) until its
+ * last user lets go, which the caller must not mistake for a finished one.
+ */
+export async function unmount(dir: string): Promise<boolean> {
+  if (!(await mountedAt(dir))) return false;
   const r = await run('umount', ['--', dir], { env: SBIN, reject: false });
-  if (r.exitCode !== 0) await run('umount', ['-l', '--', dir], { env: SBIN, reject: false });
+  if (r.exitCode === 0) return false;
+  await run('umount', ['-l', '--', dir], { env: SBIN, reject: false });
+  return true;
 }
 
 /** Discard the free blocks of a mounted filesystem: they become holes in its image file. */
@@ -58,13 +64,13 @@ export async function mountsUnder(prefix: string): Promise<string[]> {
   return out.sort((a, b) => b.length - a.length);
 }
 
-/** Loop devices (major:minor) whose backing file is below `dir`, from sysfs. */
-export async function loopDevicesUnder(dir: string): Promise<string[]> {
+/** Loop devices (major:minor) whose backing file is `p` or below it (sysfs names real paths). */
+export async function loopDevicesUnder(p: string): Promise<string[]> {
   const out: string[] = [];
   for (const d of await readdir('/sys/block').catch(() => [] as string[])) {
     if (!d.startsWith('loop')) continue;
     const file = (await readFile(`/sys/block/${d}/loop/backing_file`, 'utf8').catch(() => '')).trim();
-    if (!file.startsWith(dir + '/')) continue;
+    if (file !== p && !file.startsWith(p + '/')) continue;
     const dev = (await readFile(`/sys/block/${d}/dev`, 'utf8').catch(() => '')).trim();
     if (dev) out.push(dev);
   }

@@ -126,6 +126,9 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
 
     const limits = await makeLimits(id, { memory: s.memory, cpus: s.cpus, pids: s.unsharePids });
     for (const n of limits.notes) note(n);
+    // What kept the run's filesystems from being released cleanly: an install's layer is not
+    // usable then (something may still write it).
+    const unclean: string[] = [];
     let out: UnshareOutcome;
     try {
       out = await sandbox(req, { root: d.merged, job: d.job, procsFiles: limits.procsFiles, rlimits: limits.rlimits, caps: req.caps ?? [] }, started);
@@ -135,23 +138,37 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
       // Whatever of the job is still alive (a process that left the pid namespace's reach, one that
       // is slow to die) is in its cgroups: kill them all before the mounts go.
       const left = await limits.killAll();
-      if (left > 0) note(`${left} process(es) of the job's cgroups survived SIGKILL for 10 s (uninterruptible sleep?)`);
+      if (left > 0) {
+        note(`${left} process(es) of the job's cgroups survived SIGKILL for 10 s (uninterruptible sleep?)`);
+        unclean.push(`${left} process(es) survived SIGKILL`);
+      }
       await limits.cleanup();
     }
-    await unmount(d.merged);
-    for (const i of below.keys()) await unmount(path.join(dir, `layer${i}`));
-    await unmount(d.lower);
+    const release = async (mp: string): Promise<void> => {
+      if (!(await unmount(mp))) return;
+      note(`${path.basename(mp)} was still busy at the end of the run: detached lazily`);
+      unclean.push(`${path.basename(mp)} was busy (detached lazily)`);
+    };
+    await release(d.merged);
+    for (const i of below.keys()) await release(path.join(dir, `layer${i}`));
+    await release(d.lower);
     if (req.rootWritable) {
       // What stays in the layer is upper/ alone: overlayfs's work directory is its scratch.
       await rm(work, { recursive: true, force: true });
       await trim(d.scratch);
     }
-    await unmount(d.scratch);
+    await release(d.scratch);
+    if (req.rootWritable && unclean.length > 0 && out.end === 'exited') {
+      // The install's layer may still be mounted read-write (a lazily detached mount, or the
+      // overlay above it, held by what survived): never report it as written.
+      out = { ...out, end: 'crashed', exitCode: null, clean: false,
+        reason: `the install's layer was not released cleanly (${unclean.join('; ')}); it is not used` };
+    }
     if (out.end !== 'aborted') {
       await trim(d.job);
       await shiftDown(d.job, { base: idBase });
     }
-    await unmount(d.job);
+    await release(d.job);
     if (out.end !== 'aborted') await replace(req.image, trusted);
     return out;
   } finally {
