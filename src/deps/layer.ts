@@ -31,6 +31,10 @@ export interface LayerRecord {
   base: { name: string; sha256: string };
   packages: string[];
   sha256: string;
+  /**
+   * The layer file's apparent size, what sha256 covers (a cache hit checks it). An ext4 layer is
+   * sparse: it takes less on disk (the cache's LRU bound counts allocated blocks, cache.ts).
+   */
   bytes: number;
   builtAt: string;
   installMs: number;
