@@ -74,8 +74,12 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
   const idBase = s.unshareUidBase;
   const lowerImage = await shiftedRoot(req.base, s.unshareCache, idBase);
   const dir = await mkdtemp(path.join(req.tmpParent ?? os.tmpdir(), `${UNSHARE_TMP_PREFIX}${id}-`));
-  // The sandbox's unprivileged id must reach the mount points below (bwrap binds them), nothing else.
-  await chmod(dir, 0o711);
+  // It holds the job's files (the trusted image, /job and the merged root mounted below it): no
+  // host user but root may enter it. bwrap, started as the range's first id (setpriv, no groups,
+  // no capabilities over root's files even in its namespace), must reach the two it binds: it gets
+  // in by the directory's group, that id's, which no host user has (scripts/setup reserves the range).
+  await chown(dir, 0, idBase);
+  await chmod(dir, 0o710);
   const d = { lower: path.join(dir, 'lower'), scratch: path.join(dir, 'scratch'), merged: path.join(dir, 'merged'), job: path.join(dir, 'job') };
   for (const p of Object.values(d)) await mkdir(p);
   const trusted = path.join(dir, 'job.img');
