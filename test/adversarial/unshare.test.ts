@@ -299,8 +299,12 @@ describe.skipIf(!CAN)('a running unshare job\'s files, seen by another host user
         expect(r.stderr).toMatch(/Permission denied/);
       }
     } finally {
+      // Ended and cleaned up before the test ends, whatever it found (a failed check must not
+      // leave the sandbox's mounts and cgroups behind).
       stop.abort();
+      await ran.catch(() => undefined);
     }
     expect((await ran).end).toBe('aborted');
+    expect((await readdir(os.tmpdir())).filter((x) => x.startsWith(`jobrunner-unshare-${id}-`))).toEqual([]);
   }, 180_000);
 });
