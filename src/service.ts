@@ -31,6 +31,7 @@ import type { Runner } from './job/runner.js';
 import { slurmRunner } from './slurm/runner.js';
 import { unshareRunner } from './job/unshare-runner.js';
 import { sweepUnshare } from './unshare/sweep.js';
+import { sweepLayerBuilds } from './deps/layer.js';
 import path from 'node:path';
 
 export interface ServiceOptions {
@@ -130,6 +131,10 @@ export class Service {
     const sandboxes = await sweepUnshare(s.queue);
     if (sandboxes > 0) this.log.info({ entries: sandboxes }, 'removed unshare scratch directories and cgroups left by a previous run');
     // --- end isolation ---
+    // deps (issue 11): layer builds that died with a previous run (after the sweep above, which
+    // unmounts its own unshare installs; their layers' locks decide, so another live service's stay).
+    const builds = await sweepLayerBuilds(s.depsCache);
+    if (builds > 0) this.log.info({ dirs: builds }, 'removed deps layer builds left by a previous run');
     await this.recover();
     this.watcher = new QueueWatcher({
       dir: s.queue, settleMs: s.settle, rescanMs: s.rescanInterval,

@@ -6,18 +6,21 @@
 // sorted name:arch=version list); read-only once written; jobs run on it with a throwaway layer
 // above (snapshot mode; a read-only lower), so nothing a job does reaches it.
 import { createHash } from 'node:crypto';
-import { chmod, link, mkdir, mkdtemp, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { JrError } from '../errors.js';
+import { unlock } from '../lock.js';
 import type { BaseImage } from '../image/base.js';
 import { makeExtImage } from '../image/ext.js';
 import { digestFile } from '../image/meta.js';
 import { run } from '../proc.js';
 import { handOver, type RunAs } from '../run-as.js';
+import { loopDevicesUnder, unmountAll } from '../unshare/mounts.js';
 import { makeEmptyExt4 } from '../unshare/stage.js';
+import { releaseLoopFiles } from '../unshare/sweep.js';
 import type { CachedDeb } from './fetch.js';
-import { withLock } from './lock.js';
+import { tryLockNow, withLock } from './lock.js';
 import { pinOf, type ResolvedPackage } from './resolve.js';
 
 /** What layers/KEY.json records about a layer. */
@@ -28,6 +31,10 @@ export interface LayerRecord {
   base: { name: string; sha256: string };
   packages: string[];
   sha256: string;
+  /**
+   * The layer file's apparent size, what sha256 covers (a cache hit checks it). An ext4 layer is
+   * sparse: it takes less on disk (the cache's LRU bound counts allocated blocks, cache.ts).
+   */
   bytes: number;
   builtAt: string;
   installMs: number;
@@ -103,7 +110,7 @@ async function layerHit(dir: string, key: string, format: LayerFormat): Promise<
  * Run the install job: the base with `rootLayers` (the top one, made here, writable), network off;
  * how it ended. A VM boots on the qcow2; an unshare sandbox uses the ext4's upper/ as its overlay upper.
  */
-export type InstallBoot = (req: { image: string; logPath: string; tmpDir: string; rootLayers: string[] }) =>
+export type InstallBoot = (req: { image: string; logPath: string; tmpDir: string; rootLayers: string[]; key: string }) =>
   Promise<{ end: string; exitCode: number | null; reason: string }>;
 
 export interface LayerBuild {
@@ -115,6 +122,73 @@ export interface LayerBuild {
   /** The runner the layer is for (default: the VM). */
   kind?: LayerKind;
   runAs?: RunAs;
+}
+
+const SBIN = { PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` };
+
+/**
+ * Before an unshare layer is published: no loop device has it (nothing has it mounted, lazily
+ * detached or not), and its filesystem is clean: a cleanly unmounted state, no journal to replay,
+ * and `e2fsck -fn` finds nothing. Our own image, written only through the kernel (the install
+ * never had the block device): e2fsprogs run on it as on the images we make (mke2fs), unconfined.
+ */
+export async function checkReleased(file: string): Promise<void> {
+  const fail = (why: string): never => { throw new JrError('JR_E_PROCESS', `the new layer ${file} is not published: ${why}`); };
+  const real = await realpath(file);
+  if ((await loopDevicesUnder(real)).length > 0) fail('it is still attached to a loop device (mounted somewhere)');
+  const sb = await run('dumpe2fs', ['-h', file], { env: SBIN, reject: false });
+  const state = /^Filesystem state:\s*(.*)$/m.exec(sb.stdout)?.[1]?.trim();
+  const features = /^Filesystem features:\s*(.*)$/m.exec(sb.stdout)?.[1] ?? '';
+  if (sb.exitCode !== 0 || state !== 'clean') fail(`its filesystem is not clean (dumpe2fs: state ${state ?? '?'}, exit ${sb.exitCode})`);
+  if (/\bneeds_recovery\b/.test(features)) fail('its journal needs recovery (it was not unmounted cleanly)');
+  const fsck = await run('e2fsck', ['-fn', file], { env: SBIN, reject: false });
+  if (fsck.exitCode !== 0) fail(`e2fsck -fn exited ${fsck.exitCode}: ${(fsck.stdout + fsck.stderr).trim().split('\n').slice(-3).join(' | ')}`);
+}
+
+/** A layer build's work directory in the layers directory: this, its key, "-" and mkdtemp's suffix. */
+const BUILD_PREFIX = '.build-';
+
+/**
+ * Remove the work directories of builds that died with their process (a service killed mid-install):
+ * the layer image being written (an unshare install's still loop-mounted read-write, with the
+ * sandbox's overlay and cgroups: released through unshare/sweep), the install image, the log. A
+ * builder holds its key's lock for its directory's whole life, so a directory is removed only while
+ * we hold that lock ourselves: never one a live process (another service sharing the cache) owns.
+ * Directories of older versions name 12 hex digits of the key: every lock with that prefix is taken
+ * (none existing means no live builder). Returns how many directories went.
+ */
+export async function sweepLayerBuilds(cacheDir: string): Promise<number> {
+  const dir = layersDir(cacheDir);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const builds = new Map<string, string[]>();
+  for (const name of names) {
+    const m = /^\.build-([0-9a-f]{12}(?:[0-9a-f]{52})?)-[A-Za-z0-9]{6}$/.exec(name);
+    if (m) builds.set(m[1]!, [...(builds.get(m[1]!) ?? []), name]);
+  }
+  let n = 0;
+  for (const [key, dirs] of builds) {
+    const locks = (key.length === 64 ? [`${key}.lock`] : names.filter((f) => /^[0-9a-f]{64}\.lock$/.test(f) && f.startsWith(key)))
+      .map((f) => path.join(dir, f));
+    const held: string[] = [];
+    try {
+      let free = true;
+      for (const l of locks) {
+        if (!(await tryLockNow(l))) { free = false; break; }
+        held.push(l);
+      }
+      if (!free) continue; // a live build of this key: its directory is in use
+      for (const d of dirs) {
+        const work = path.join(dir, d);
+        await releaseLoopFiles(work);
+        await unmountAll(work);
+        await rm(work, { recursive: true, force: true });
+        n++;
+      }
+    } finally {
+      for (const l of held) await unlock(l);
+    }
+  }
+  return n;
 }
 
 /** The layer for this package set on this base: the cached one, or built now (once per key). */
@@ -131,7 +205,8 @@ export async function ensureLayer(b: LayerBuild): Promise<Layer> {
 
 async function build(b: LayerBuild, dir: string, key: string, format: LayerFormat): Promise<Layer> {
   const started = Date.now();
-  const work = await mkdtemp(path.join(dir, `.build-${key.slice(0, 12)}-`));
+  // Named by the whole key: the start-up sweep tells whose lock guards it (sweepLayerBuilds).
+  const work = await mkdtemp(path.join(dir, `${BUILD_PREFIX}${key}-`));
   const vmTmp = await mkdtemp(path.join(os.tmpdir(), 'jobrunner-layer-'));
   try {
     const layer = path.join(work, `layer.${format}`);
@@ -159,12 +234,13 @@ async function build(b: LayerBuild, dir: string, key: string, format: LayerForma
     await makeExtImage(tree, image, bytes + 256 * 1024 * 1024, 'ext4', 'deps');
     await handOver(b.runAs, [vmTmp, image]);
     const logPath = path.join(work, 'install.log');
-    const out = await b.boot({ image, logPath, tmpDir: vmTmp, rootLayers: [layer] });
+    const out = await b.boot({ image, logPath, tmpDir: vmTmp, rootLayers: [layer], key });
     if (out.end !== 'exited' || out.exitCode !== 0) {
       const log = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-25).join('\n');
       const where = format === 'qcow2' ? 'a VM' : 'an unshare sandbox';
       throw new JrError('JR_E_PROCESS', `installing the job's packages in ${where} failed (${out.reason}):\n${log}`);
     }
+    if (format === 'ext4') await checkReleased(layer);
     await chmod(layer, 0o444);
     const digest = await digestFile(layer);
     const record: LayerRecord = {

@@ -11,6 +11,7 @@ import { fetchDebs } from '../deps/fetch.js';
 import { cachedLayer, ensureLayer, layerFormat, layerKey, VM_LAYER, type InstallBoot, type LayerKind } from '../deps/layer.js';
 import { runJobUnshare } from '../unshare/run.js';
 import { INSTALL_CAPS } from '../unshare/sandbox.js';
+import { unshareJobId } from '../unshare/sweep.js';
 import { pinOf } from '../deps/resolve.js';
 import { resolveMemo } from '../deps/resolve-memo.js';
 import { emptyManifest, parseManifest, type Manifest, type ManifestLimits } from '../deps/manifest.js';
@@ -44,6 +45,12 @@ export interface DepsContext {
   accel: AccelState;
   runAs?: RunAs;
   signal?: AbortSignal;
+  /**
+   * The queue of the service whose job this is: an unshare install's sandbox is named for that
+   * spool (as its jobs are), so the spool's start-up sweep finds what a crash left of it. Absent
+   * for a foreground run: a random name no service sweeps.
+   */
+  spool?: string;
 }
 
 const secs = (ms: number): number => Math.round(ms / 100) / 10;
@@ -82,7 +89,9 @@ export async function prepareDeps(m: Manifest, base: BaseImage, ctx: DepsContext
     ? (r) => runJobVm({ ...r, base, runAs: ctx.runAs, signal: ctx.signal, rootWritable: true,
       settings: { ...s, network: 'off', timeout } }, ctx.accel)
     : (r) => runJobUnshare({ image: r.image, base, settings: { ...s, timeout }, logPath: r.logPath, signal: ctx.signal,
-      rootLayers: r.rootLayers, rootWritable: true, caps: INSTALL_CAPS });
+      rootLayers: r.rootLayers, rootWritable: true, caps: INSTALL_CAPS,
+      // One install per key at a time (the layer's lock): the key names it within the spool.
+      id: ctx.spool === undefined ? undefined : unshareJobId(ctx.spool, `deps-${r.key.slice(0, 12)}`) });
   const layer = await ensureLayer({ cacheDir: s.depsCache, base, debs: fetched.debs, boot, runAs: ctx.runAs, kind });
   record.cacheHit = layer.hit;
   record.durations.install = layer.hit ? null : secs(Date.now() - t);

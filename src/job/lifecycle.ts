@@ -154,7 +154,7 @@ export async function runJob(claim: Claim, deps: LifecycleDeps): Promise<JobEnd>
         });
         // deps (issue 11): resolve + fetch on the host, install in a VM into a cached derived layer.
         const base = facts.base;
-        const prepared = await step('deps', () => prepareDeps(manifest, base, { settings: s, accel: deps.accel, runAs: deps.runAs, signal: deps.signal }));
+        const prepared = await step('deps', () => prepareDeps(manifest, base, { settings: s, accel: deps.accel, runAs: deps.runAs, signal: deps.signal, spool: s.queue }));
         facts.deps = prepared?.record ?? null;
         if (deps.signal.aborted) return await requeue('shutdown before the VM started');
         move('start');

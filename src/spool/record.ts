@@ -55,6 +55,7 @@ export interface DepsRecord {
   /** What was asked (the manifest's relations; conflicts prefixed '!') and what apt resolved (name:arch=version). */
   requested: string[];
   resolved: string[];
+  /** The layer's key, sha256 and apparent size (bytes: the file's length; sparse ext4 layers take less on disk). */
   layer: { key: string; sha256: string; bytes: number } | null;
   /** True when the derived layer came from the cache (no install VM ran). */
   cacheHit: boolean;

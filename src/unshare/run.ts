@@ -11,14 +11,14 @@ import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError, isJrError, messageOf } from '../errors.js';
 import type { BaseImage } from '../image/base.js';
-import { spawn, which, type Child } from '../proc.js';
+import { run, spawn, which, type Child } from '../proc.js';
 import { ConsoleLog } from '../vm/console.js';
 import type { VmEnd, VmOutcome } from '../vm/launch.js';
 import { MarkerParser } from '../vm/markers.js';
 import { makeLimits } from './limits.js';
 import { mountLoop, mountOverlay, trim, unmount, unmountAll } from './mounts.js';
 import { pidNamespace, signalNamespace } from './procs.js';
-import { idMap, sandboxArgv, type SandboxCap } from './sandbox.js';
+import { idMap, sandboxArgv, USERNS_SYSCTL, type SandboxCap } from './sandbox.js';
 import { shiftedRoot } from './shift.js';
 import { makeEmptyExt4, stageJobFiles } from './stage.js';
 
@@ -74,8 +74,12 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
   const idBase = s.unshareUidBase;
   const lowerImage = await shiftedRoot(req.base, s.unshareCache, idBase);
   const dir = await mkdtemp(path.join(req.tmpParent ?? os.tmpdir(), `${UNSHARE_TMP_PREFIX}${id}-`));
-  // The sandbox's unprivileged id must reach the mount points below (bwrap binds them), nothing else.
-  await chmod(dir, 0o711);
+  // It holds the job's files (the trusted image, /job and the merged root mounted below it): no
+  // host user but root may enter it. bwrap, started as the range's first id (setpriv, no groups,
+  // no capabilities over root's files even in its namespace), must reach the two it binds: it gets
+  // in by the directory's group, that id's, which no host user has (scripts/setup reserves the range).
+  await chown(dir, 0, idBase);
+  await chmod(dir, 0o710);
   const d = { lower: path.join(dir, 'lower'), scratch: path.join(dir, 'scratch'), merged: path.join(dir, 'merged'), job: path.join(dir, 'job') };
   for (const p of Object.values(d)) await mkdir(p);
   const trusted = path.join(dir, 'job.img');
@@ -126,6 +130,9 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
 
     const limits = await makeLimits(id, { memory: s.memory, cpus: s.cpus, pids: s.unsharePids });
     for (const n of limits.notes) note(n);
+    // What kept the run's filesystems from being released cleanly: an install's layer is not
+    // usable then (something may still write it).
+    const unclean: string[] = [];
     let out: UnshareOutcome;
     try {
       out = await sandbox(req, { root: d.merged, job: d.job, procsFiles: limits.procsFiles, rlimits: limits.rlimits, caps: req.caps ?? [] }, started);
@@ -135,23 +142,37 @@ export async function runJobUnshare(req: UnshareRunRequest): Promise<UnshareOutc
       // Whatever of the job is still alive (a process that left the pid namespace's reach, one that
       // is slow to die) is in its cgroups: kill them all before the mounts go.
       const left = await limits.killAll();
-      if (left > 0) note(`${left} process(es) of the job's cgroups survived SIGKILL for 10 s (uninterruptible sleep?)`);
+      if (left > 0) {
+        note(`${left} process(es) of the job's cgroups survived SIGKILL for 10 s (uninterruptible sleep?)`);
+        unclean.push(`${left} process(es) survived SIGKILL`);
+      }
       await limits.cleanup();
     }
-    await unmount(d.merged);
-    for (const i of below.keys()) await unmount(path.join(dir, `layer${i}`));
-    await unmount(d.lower);
+    const release = async (mp: string): Promise<void> => {
+      if (!(await unmount(mp))) return;
+      note(`${path.basename(mp)} was still busy at the end of the run: detached lazily`);
+      unclean.push(`${path.basename(mp)} was busy (detached lazily)`);
+    };
+    await release(d.merged);
+    for (const i of below.keys()) await release(path.join(dir, `layer${i}`));
+    await release(d.lower);
     if (req.rootWritable) {
       // What stays in the layer is upper/ alone: overlayfs's work directory is its scratch.
       await rm(work, { recursive: true, force: true });
       await trim(d.scratch);
     }
-    await unmount(d.scratch);
+    await release(d.scratch);
+    if (req.rootWritable && unclean.length > 0 && out.end === 'exited') {
+      // The install's layer may still be mounted read-write (a lazily detached mount, or the
+      // overlay above it, held by what survived): never report it as written.
+      out = { ...out, end: 'crashed', exitCode: null, clean: false,
+        reason: `the install's layer was not released cleanly (${unclean.join('; ')}); it is not used` };
+    }
     if (out.end !== 'aborted') {
       await trim(d.job);
       await shiftDown(d.job, { base: idBase });
     }
-    await unmount(d.job);
+    await release(d.job);
     if (out.end !== 'aborted') await replace(req.image, trusted);
     return out;
   } finally {
@@ -177,6 +198,32 @@ async function reaped(pid: number, ms: number): Promise<boolean> {
     await new Promise((r) => setTimeout(r, 50));
   }
   return false;
+}
+
+/** setns(2)'s number where Node runs (Linux's generic table for arm64 and riscv64). */
+const SETNS: Partial<Record<NodeJS.Architecture, number>> = { x64: 308, arm64: 268, riscv64: 268 };
+
+// Joins the user namespace of pid $ARGV[0] (setns, CLONE_NEWUSER) and writes the sysctl there,
+// in one process: no exec, so it keeps the capabilities setns gave it in that namespace and stays
+// uid 0 (never a process in the sandbox's id range). Perl: perl-base is Essential in Debian.
+const DENY_USERNS = `
+use strict; use warnings;
+open(my $ns, '<', "/proc/$ARGV[0]/ns/user") or die "open the user namespace: $!\n";
+syscall($ARGV[1], fileno($ns), 0x10000000) == 0 or die "setns: $!\n";
+open(my $f, '>', $ARGV[2]) or die "open $ARGV[2]: $!\n";
+print $f "0\n"; close($f) or die "write $ARGV[2]: $!\n";`;
+
+/**
+ * Make user namespaces unavailable inside the sandbox whose first process is `pid` (still blocked
+ * on --userns-block-fd): its namespace's user.max_user_namespaces set to 0 from inside it, by a
+ * helper of ours that enters the namespace as root (every capability there, none over the host)
+ * for that one write. bwrap's --assert-userns-disabled checks the result.
+ */
+async function denyUserNamespaces(pid: number): Promise<void> {
+  const nr = SETNS[process.arch];
+  if (nr === undefined) throw new JrError('JR_E_CONFIG', `--isolation unshare does not know setns(2)'s number on ${process.arch}`);
+  await run('perl', ['-e', DENY_USERNS, '--', String(pid), String(nr), USERNS_SYSCTL],
+    { cleanEnv: true, env: { PATH: '/usr/bin:/bin' }, timeoutMs: 10_000, errorCode: 'JR_E_PROCESS' });
 }
 
 /** Put the trusted image where the job image was, keeping the job image's owner and mode. */
@@ -233,6 +280,7 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
           // Root writes the 65536-id map bwrap cannot write itself, then lets the sandbox go on.
           await writeFile(`/proc/${nsInit}/uid_map`, idMap(s.unshareUidBase));
           await writeFile(`/proc/${nsInit}/gid_map`, idMap(s.unshareUidBase));
+          await denyUserNamespaces(nsInit!);
           ns = await pidNamespace(nsInit!);
           block.end('go');
         } catch (e) {

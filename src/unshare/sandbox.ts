@@ -61,7 +61,10 @@ export interface SandboxSpec {
 /** bwrap's own arguments: fd 3 is --userns-block-fd, fd 4 --info-fd. */
 export function bwrapArgs(spec: SandboxSpec): string[] {
   return [
-    '--unshare-user', '--userns-block-fd', '3', '--info-fd', '4', '--uid', '0', '--gid', '0',
+    // bwrap checks that the sandbox cannot make a user namespace (run.ts set the limit to 0 while it
+    // waited on the block fd) and refuses to start otherwise. Its --disable-userns would do that
+    // itself, but only for a namespace it maps (not with --userns-block-fd: our 65536-id map).
+    '--unshare-user', '--assert-userns-disabled', '--userns-block-fd', '3', '--info-fd', '4', '--uid', '0', '--gid', '0',
     '--unshare-pid', '--unshare-ipc', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try',
     '--hostname', 'jobrunner', '--die-with-parent', '--new-session',
     '--bind', spec.root, '/',
@@ -90,7 +93,8 @@ export function sandboxArgv(spec: SandboxSpec): string[] {
 /**
  * setpriv to an unprivileged id: no groups, no capabilities, no_new_privs, killed with its parent.
  * The bounding set is empty, or holds only `keep`: what bwrap may grant root inside its user
- * namespace can never exceed it.
+ * namespace can never exceed it. (A user namespace made *inside* that one would start with every
+ * capability again, over nothing of the host's: the sandbox may make none, see USERNS_SYSCTL.)
  */
 export function dropTo(id: number, keep: readonly SandboxCap[] = []): string[] {
   const bounding = ['-all', ...keep.map((c) => `+${c}`)].join(',');
@@ -100,3 +104,11 @@ export function dropTo(id: number, keep: readonly SandboxCap[] = []): string[] {
 
 /** The uid_map/gid_map line: 65536 ids from 0 inside to idBase outside. */
 export const idMap = (idBase: number): string => `0 ${idBase} 65536\n`;
+
+/**
+ * The sysctl that bounds how many user namespaces may be made inside a user namespace. It is per
+ * namespace: written from inside the sandbox's (by root, before the sandbox runs anything) as 0,
+ * nothing in the sandbox can make one, and raising it again needs CAP_SYS_RESOURCE there, which
+ * neither a job nor an install has (not in INSTALL_CAPS, bounded by setpriv).
+ */
+export const USERNS_SYSCTL = '/proc/sys/user/max_user_namespaces';

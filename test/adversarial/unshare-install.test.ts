@@ -3,9 +3,11 @@
 // set owners and run maintainer scripts as system users) and writes a layer that later jobs run on.
 // Here the escape job runs exactly as an install does (runJobUnshare with rootWritable, the caps,
 // a fresh ext4 layer): what dpkg needs works, everything else is still denied. Then a job stacked on
-// that layer keeps no capability and cannot change it. Ledger: host files modified 0, processes left 0.
+// that layer keeps no capability and cannot change it. Neither can make a user namespace. An
+// install whose layer is still busy when it ends (a lazy unmount) is a failed install. Ledger: host files modified 0, processes left 0.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +16,7 @@ import { loadBaseImage } from '../../src/image/base.js';
 import { runJobUnshare } from '../../src/unshare/run.js';
 import { INSTALL_CAPS } from '../../src/unshare/sandbox.js';
 import { makeEmptyExt4 } from '../../src/unshare/stage.js';
-import { BASE_DIR, CAN_UNSHARE, makeJob, scratch } from '../helpers.js';
+import { BASE_DIR, CAN_UNSHARE, makeJob, scratch, waitFor } from '../helpers.js';
 import { Ledger } from './lib/ledger.js';
 import { results, scripts } from './unshare/jobs.js';
 
@@ -33,6 +35,16 @@ async function rangePids(prefix: string): Promise<number[]> {
     const group = /jobrunner-unshare-([^/\n]+)/.exec(await readFile(`/proc/${p}/cgroup`, 'utf8').catch(() => ''))?.[1];
     if (group !== undefined && !group.startsWith(prefix)) continue;
     if (uid >= ID_BASE && uid < ID_BASE + 65536) out.push(Number(p));
+  }
+  return out;
+}
+
+/** Files attached to loop devices right now. */
+async function loopBackings(): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of await readdir('/sys/block').catch(() => [] as string[])) {
+    const f = d.startsWith('loop') ? (await readFile(`/sys/block/${d}/loop/backing_file`, 'utf8').catch(() => '')).trim() : '';
+    if (f) out.push(f);
   }
   return out;
 }
@@ -107,6 +119,8 @@ try write-others sh -c 'echo owned > /var/jr-owned'
 
   it('the install still cannot mount, make devices, set the clock, load modules, reach the network or the host', () => {
     expect(inst).toMatchObject({
+      // Nor make a user namespace, where it would hold every capability (setfcap lets it map root).
+      userns: 'denied', 'userns-root': 'denied', 'userns-clone': 'denied',
       mount: 'denied', remount: 'denied', mknod: 'denied', clock: 'denied', hostname: 'denied', modprobe: 'denied', insmod: 'denied',
       reboot: 'denied', 'net-link': 'denied', tcp: 'denied', 'kill-host': 'denied', hostproc: 'absent', ptrace: 'denied',
       secret: 'absent', work: 'absent', disk: 'absent',
@@ -118,7 +132,8 @@ try write-others sh -c 'echo owned > /var/jr-owned'
 
   it('a job on the layer has no capability, sees the install\'s files but cannot change the layer', () => {
     expect(onTop.capeff).toBe('0000000000000000');
-    expect(onTop).toMatchObject({ mount: 'denied', mknod: 'denied', 'kill-host': 'denied', secret: 'absent', 'overwrite-layer': 'ok' });
+    expect(onTop).toMatchObject({ mount: 'denied', mknod: 'denied', 'kill-host': 'denied', secret: 'absent', 'overwrite-layer': 'ok',
+      userns: 'denied', 'userns-root': 'denied', 'userns-clone': 'denied' });
     // Root without capabilities is not the owner of another user's file (the job contract of unshare).
     expect(onTop['write-others']).toBe('denied');
     // The set-uid bit the install set is in the layer (dpkg needs that); the overlay is mounted
@@ -131,4 +146,37 @@ try write-others sh -c 'echo owned > /var/jr-owned'
     expect(await ledger.modifiedSentinels()).toEqual([]);
     expect(await rangePids(ids)).toEqual([]);
   });
+});
+
+describe.skipIf(!CAN_UNSHARE)('an install whose layer cannot be released cleanly', () => {
+  it('is a failed install, not a written layer, when its layer is still busy at the end (lazy unmount)', async () => {
+    const work = await scratch('adv-unshare-install-busy');
+    const base = await loadBaseImage(BASE_DIR, 'default');
+    const { settings } = loadSettings(['--isolation', 'unshare', '--timeout', '60s', '--kill-grace', '3s', '--memory', '512M'], {});
+    const layer = path.join(work, 'layer.ext4');
+    await makeEmptyExt4(layer, 256 * 1024 * 1024, 0, 'deps-layer');
+    const img = await makeJob(work, 'install', 'echo installing > /usr/local/jr-busy; sleep 4; echo R:installed=1');
+    const id = `adv-install-busy-${process.pid}`;
+    const ran = runJobUnshare({ image: img, base, settings, logPath: path.join(work, 'install.log'), rootLayers: [layer], rootWritable: true,
+      caps: INSTALL_CAPS, id });
+    // Something on the host (here: a shell's working directory) holds the layer's mount while the install runs.
+    const scratchMount = await waitFor('the layer mounted', async () => {
+      const mp = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '')
+        .find((m) => m.includes(`/jobrunner-unshare-${id}-`) && m.endsWith('/scratch'));
+      return mp && existsSync(path.join(mp, 'upper')) ? mp : null;
+    }, 60_000, 50);
+    const holder = spawn('sh', ['-c', 'cd "$1" && exec sleep 120', 'sh', path.join(scratchMount, 'upper')], { stdio: 'ignore' });
+    try {
+      const out = await ran;
+      expect(out.end).toBe('crashed');
+      expect(out.exitCode).toBeNull();
+      expect(out.reason).toMatch(/layer was not released cleanly \(scratch was busy \(detached lazily\)\)/);
+      expect(results(await readFile(path.join(work, 'install.log'), 'latin1')).installed).toBe('1'); // the job itself succeeded
+    } finally {
+      holder.kill('SIGKILL');
+    }
+    // Once the holder is gone the lazily detached mount goes and the loop device with it.
+    await waitFor('the layer released', async () => !(await readFile('/proc/self/mountinfo', 'utf8')).includes(`/jobrunner-unshare-${id}-`) &&
+      !(await loopBackings()).includes(layer), 15_000);
+  }, 120_000);
 });

@@ -4,15 +4,19 @@
 // and /tmp, console flood), or refuse to die (TERM ignored, fake markers, init killed), plus an
 // image carrying set-uid, device and FIFO entries. The ledger at the end: jobs lost, host files
 // modified, processes left, where "processes" are only ours: the sandbox's id range (dedicated to
-// it) and anything holding files under this suite's spool.
+// it) and anything holding files under this suite's spool. Then, outside the service: another
+// unprivileged host user cannot read a running job's files through its scratch directory.
 import { spawn } from 'node:child_process';
 import { copyFile, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadSettings } from '../../src/config.js';
 import { loadBaseImage } from '../../src/image/base.js';
+import { runJobUnshare } from '../../src/unshare/run.js';
 import { shiftedName } from '../../src/unshare/shift.js';
-import { BASE_DIR, jobrunner, makeJob, scratch } from '../helpers.js';
+import { BASE_DIR, jobrunner, makeJob, runProc, scratch } from '../helpers.js';
 import { Ledger, processesHolding } from './lib/ledger.js';
 import { allStatuses, makeSpool, sleep, startService, statusOf, waitFor, type Spool } from './lib/spool.js';
 import { unshareJobId } from '../../src/unshare/sweep.js';
@@ -136,7 +140,10 @@ describe.skipIf(!CAN)('unshare isolation under attack (real base image, one serv
       'write-etc': 'ok', 'write-root': 'ok', // into the throwaway layer...
       'write-hostdir': 'ok', // ...including a directory named like a host one: it is created inside
       secret: 'absent', work: 'absent', disk: 'absent', sys: 'absent', hostproc: 'absent',
-      'kill-host': 'denied', ptrace: 'denied', 'ptrace-init': 'ok', // its own pid 1 (same uid): allowed, and it stopped it... mount: 'denied', remount: 'denied', mknod: 'denied', chroot: 'denied',
+      'kill-host': 'denied', ptrace: 'denied', 'ptrace-init': 'ok', // its own pid 1 (same uid): allowed, and it stopped it...
+      mount: 'denied', remount: 'denied', mknod: 'denied', chroot: 'denied',
+      // No user namespace of its own (where it would hold every capability again), by any call.
+      userns: 'denied', 'userns-root': 'denied', 'userns-clone': 'denied',
       clock: 'denied', hostname: 'denied', modprobe: 'denied', insmod: 'denied', reboot: 'denied', 'net-link': 'denied',
       tcp: 'denied', links: 'lo ', 'setuid-su': 'denied', uid: '0', capeff: '0000000000000000', pid1: 'bwrap',
     });
@@ -263,4 +270,41 @@ describe.skipIf(!CAN)('unshare isolation under attack (real base image, one serv
     await ledger.auditSpool(sp);
     expect((await processesHolding(sp.root)).length + (await sandboxPids()).length).toBe(0);
   }, 400_000);
+});
+
+describe.skipIf(!CAN)('a running unshare job\'s files, seen by another host user', () => {
+  it('nobody on the host can list or read its /job or its root through the scratch directory', async () => {
+    const work = await scratch('adv-unshare-peek');
+    const base = await loadBaseImage(BASE_DIR, 'default');
+    const { settings } = loadSettings(['--isolation', 'unshare', '--timeout', '120s', '--kill-grace', '2s', '--memory', '256M'], {});
+    const img = await makeJob(work, 'private', `umask 022; echo job-secret > /job/secret; echo root-secret > /etc/jr-secret-${tag}; sleep 110`);
+    const id = `adv-peek-${tag}`;
+    const stop = new AbortController();
+    const ran = runJobUnshare({ image: img, base, settings, logPath: path.join(work, 'private.log'), id, signal: stop.signal });
+    try {
+      const dir = await waitFor('the job to write its files', async () => {
+        const e = (await readdir(os.tmpdir())).find((x) => x.startsWith(`jobrunner-unshare-${id}-`));
+        const d = e && path.join(os.tmpdir(), e);
+        return d && existsSync(path.join(d, 'job', 'secret')) && existsSync(path.join(d, 'merged', 'etc', `jr-secret-${tag}`)) ? d : null;
+      }, 60_000, 100);
+      // Root sees them (the paths are right; the files are world-readable where they are)...
+      expect(await readFile(path.join(dir, 'job', 'secret'), 'utf8')).toBe('job-secret\n');
+      expect(await readFile(path.join(dir, 'merged', 'etc', `jr-secret-${tag}`), 'utf8')).toBe('root-secret\n');
+      // ...another unprivileged host user does not.
+      const asNobody = (cmd: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+        runProc('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', 'sh', '-c', cmd, 'sh', dir]);
+      for (const cmd of ['cat "$1/job/secret"', `cat "$1/merged/etc/jr-secret-${tag}"`, 'ls "$1/job"', 'ls "$1/merged/etc"', 'ls "$1"', 'head -c1 "$1/job.img"']) {
+        const r = await asNobody(`${cmd} >/dev/null && echo READ`);
+        expect([cmd, r.stdout.trim()], r.stderr).toEqual([cmd, '']);
+        expect(r.stderr).toMatch(/Permission denied/);
+      }
+    } finally {
+      // Ended and cleaned up before the test ends, whatever it found (a failed check must not
+      // leave the sandbox's mounts and cgroups behind).
+      stop.abort();
+      await ran.catch(() => undefined);
+    }
+    expect((await ran).end).toBe('aborted');
+    expect((await readdir(os.tmpdir())).filter((x) => x.startsWith(`jobrunner-unshare-${id}-`))).toEqual([]);
+  }, 180_000);
 });

@@ -5,12 +5,16 @@
 // layer, the cache hit, `jobrunner run` on it, and a hostile job leaving it unchanged; GNU hello's
 // full Debian build (dpkg-buildpackage -us -uc -b, make check included) goes through the service,
 // and its .deb is checked with dpkg-deb and installed and run in a joot environment.
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatus } from '../../src/spool/record.js';
-import { CAN_UNSHARE, REPO, jobTree, jobrunner, runProc, scratch } from '../helpers.js';
+import { unshareJobId } from '../../src/unshare/sweep.js';
+import { CAN_UNSHARE, REPO, jobTree, jobrunner, runProc, scratch, waitFor } from '../helpers.js';
 import { debianSource } from '../lib/debian-source.js';
 import { addToken, startApiService } from '../http-lib.js';
 
@@ -105,6 +109,82 @@ describe.skipIf(!CAN_UNSHARE)('declared packages under --isolation unshare (real
       expect(st).toMatchObject({ status: 'succeeded', accel: 'unshare', deps: { cacheHit: true, layer: { sha256: layerSha } } });
     }, 600_000);
   });
+});
+
+/** Files under `dir` attached to loop devices right now (sysfs). */
+async function loopsUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of await readdir('/sys/block').catch(() => [] as string[])) {
+    const f = d.startsWith('loop') ? (await readFile(`/sys/block/${d}/loop/backing_file`, 'utf8').catch(() => '')).trim() : '';
+    if (f.startsWith(`${dir}/`)) out.push(f);
+  }
+  return out;
+}
+
+/** Pids of the live processes below `pid` (by parent pid). */
+async function descendants(pid: number): Promise<number[]> {
+  const parent = new Map<number, number>();
+  for (const p of await readdir('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    const st = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid) parent.set(Number(p), ppid);
+  }
+  const out: number[] = [];
+  for (const p of parent.keys()) {
+    for (let q = parent.get(p); q; q = parent.get(q)) if (q === pid) { out.push(p); break; }
+  }
+  return out;
+}
+
+describe.skipIf(!CAN_UNSHARE)('a service killed with SIGKILL in the middle of an unshare deps install', () => {
+  it('the next start unmounts and removes the interrupted build (layer, overlay, cgroups), then installs again', async () => {
+    root = await scratch('unshare-deps-kill');
+    cache = path.join(root, 'deps-cache');
+    await chmod(root, 0o755);
+    await mkdir(path.join(root, 'queue'));
+    await writeFile(path.join(root, 'c.json'), '{}');
+    await job('cut', 'set -e; command -v dwz', DWZ);
+    const queue = path.join(root, 'queue');
+    const args = [...U, '--queue', queue, '--done', path.join(root, 'done'), '--failed', path.join(root, 'failed'), '--settle', '200ms',
+      '--deps-cache', cache, '--timeout', '10m', '--memory', '1G'];
+    const env = { ...process.env, JOBRUNNER_CONFIG: path.join(root, 'c.json'), JOBRUNNER_PREBUILT: '1' };
+    const layers = path.join(cache, 'layers');
+    const svc = spawn(path.join(REPO, 'jobrunner'), args, { env, stdio: 'ignore' });
+    const exited = new Promise((r) => svc.on('exit', r));
+    // The install sandbox runs: the new layer (in its .build- directory) is loop-mounted and the
+    // service has processes in the sandbox's id range below it.
+    const inRange = async (): Promise<number[]> => {
+      const out: number[] = [];
+      for (const p of await descendants(svc.pid!)) {
+        const uid = Number(/^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${p}/status`, 'utf8').catch(() => ''))?.[1] ?? -1);
+        if (uid >= 700000000 && uid < 700000000 + 65536) out.push(p);
+      }
+      return out;
+    };
+    const sandbox = await waitFor('the install sandbox', async () => ((await loopsUnder(layers)).length > 0 && (await inRange()).length >= 2 ? inRange() : null), 600_000, 50);
+    svc.kill('SIGKILL');
+    await exited;
+    await waitFor('the install sandbox to die with the service', async () => sandbox.every((p) => !existsSync(`/proc/${p}`)), 15_000);
+    // What the crash left: the layer still loop-mounted read-write, in its build directory.
+    expect(await loopsUnder(layers)).toHaveLength(1);
+    expect((await readdir(layers)).filter((f) => f.startsWith('.build-'))).toHaveLength(1);
+
+    const r = await jobrunner([...args, '--once'], { env, timeoutMs: 900_000 });
+    expect(r.code, r.stderr.slice(-3000)).toBe(0);
+    expect(r.stdout + r.stderr).toContain('removed deps layer builds left by a previous run');
+    expect((await readdir(layers)).filter((f) => f.startsWith('.build-'))).toEqual([]);
+    expect(await loopsUnder(layers)).toEqual([]);
+    const prefix = `jobrunner-unshare-${unshareJobId(queue, '')}`;
+    expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(prefix);
+    expect((await readdir(os.tmpdir())).filter((e) => e.startsWith(prefix))).toEqual([]);
+    for (const c of ['memory', 'pids', 'cpu', 'freezer']) {
+      expect((await readdir(`/sys/fs/cgroup/${c}`).catch(() => [] as string[])).filter((e) => e.startsWith(prefix))).toEqual([]);
+    }
+    const st = await status('done', 'cut');
+    expect(st.status, st.reason).toBe('succeeded');
+    expect(st).toMatchObject({ attempt: 2, deps: { cacheHit: false } });
+  }, 1_200_000);
 });
 
 describe.skipIf(!CAN_UNSHARE)('GNU hello\'s Debian source package built through the service under --isolation unshare', () => {

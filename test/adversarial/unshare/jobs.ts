@@ -46,6 +46,9 @@ echo "R:links=$(ip -o link | awk '{print $2}' | tr -d ':' | tr '\\n' ' ')"
 try setuid-su sh -c 'test -u /bin/su'
 echo "R:uid=$(id -u)"
 echo "R:capeff=$(grep CapEff /proc/self/status | awk '{print $2}')"
+try userns unshare -U true
+try userns-root unshare -Ur true
+try userns-clone perl -e 'exit(syscall(56, 0x10000000 | 17, 0, 0, 0, 0) == -1 ? 1 : 0)'
 `,
     net: `${TRY}
 try tcp bash -c 'exec 3<>/dev/tcp/1.1.1.1/80'
