@@ -13,6 +13,7 @@ import { JrError } from '../errors.js';
 import { unlock } from '../lock.js';
 import type { BaseImage } from '../image/base.js';
 import { makeExtImage } from '../image/ext.js';
+import { openConfined } from '../image/confine.js';
 import { digestFile } from '../image/meta.js';
 import { run } from '../proc.js';
 import { handOver, type RunAs } from '../run-as.js';
@@ -124,25 +125,32 @@ export interface LayerBuild {
   runAs?: RunAs;
 }
 
-const SBIN = { PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` };
 
 /**
  * Before an unshare layer is published: no loop device has it (nothing has it mounted, lazily
  * detached or not), and its filesystem is clean: a cleanly unmounted state, no journal to replay,
  * and `e2fsck -fn` finds nothing. Our own image, written only through the kernel (the install
- * never had the block device): e2fsprogs run on it as on the images we make (mke2fs), unconfined.
+ * never had the block device), read all the same like any image a job touched: through the
+ * confined runner (image/confine.ts), the house rule for e2fsprogs readers.
  */
 export async function checkReleased(file: string): Promise<void> {
   const fail = (why: string): never => { throw new JrError('JR_E_PROCESS', `the new layer ${file} is not published: ${why}`); };
   const real = await realpath(file);
   if ((await loopDevicesUnder(real)).length > 0) fail('it is still attached to a loop device (mounted somewhere)');
-  const sb = await run('dumpe2fs', ['-h', file], { env: SBIN, reject: false });
-  const state = /^Filesystem state:\s*(.*)$/m.exec(sb.stdout)?.[1]?.trim();
-  const features = /^Filesystem features:\s*(.*)$/m.exec(sb.stdout)?.[1] ?? '';
-  if (sb.exitCode !== 0 || state !== 'clean') fail(`its filesystem is not clean (dumpe2fs: state ${state ?? '?'}, exit ${sb.exitCode})`);
-  if (/\bneeds_recovery\b/.test(features)) fail('its journal needs recovery (it was not unmounted cleanly)');
-  const fsck = await run('e2fsck', ['-fn', file], { env: SBIN, reject: false });
-  if (fsck.exitCode !== 0) fail(`e2fsck -fn exited ${fsck.exitCode}: ${(fsck.stdout + fsck.stderr).trim().split('\n').slice(-3).join(' | ')}`);
+  const box = await openConfined(file);
+  try {
+    const limits = { timeoutMs: 300_000, cpuSeconds: 240 };
+    const sb = await box.run('dumpe2fs', ['-h', box.path], { limits });
+    const head = sb.stdout.toString();
+    const state = /^Filesystem state:\s*(.*)$/m.exec(head)?.[1]?.trim();
+    const features = /^Filesystem features:\s*(.*)$/m.exec(head)?.[1] ?? '';
+    if (sb.exitCode !== 0 || state !== 'clean') fail(`its filesystem is not clean (dumpe2fs: state ${state ?? '?'}, exit ${sb.exitCode})`);
+    if (/\bneeds_recovery\b/.test(features)) fail('its journal needs recovery (it was not unmounted cleanly)');
+    const fsck = await box.run('e2fsck', ['-fn', box.path], { limits });
+    if (fsck.exitCode !== 0) fail(`e2fsck -fn exited ${fsck.exitCode}: ${(fsck.stdout.toString() + fsck.stderr).trim().split('\n').slice(-3).join(' | ')}`);
+  } finally {
+    await box.close();
+  }
 }
 
 /** A layer build's work directory in the layers directory: this, its key, "-" and mkdtemp's suffix. */

@@ -1,6 +1,7 @@
 // The one-runner rule, checked on the source: e2fsprogs' image readers are started only by
-// src/image/debugfs.ts (and, to grow a job disk, src/deps/grow-disk.ts), which start them only
-// through the confined runner (src/image/confine.ts).
+// src/image/debugfs.ts (and, to grow a job disk, src/deps/grow-disk.ts; to check a new unshare
+// layer before it is published, src/deps/layer.ts), which start them only through the confined
+// runner (src/image/confine.ts).
 import { describe, expect, it } from 'vitest';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,13 +18,17 @@ async function sources(dir: string): Promise<string[]> {
 }
 
 describe('readers of job images', () => {
-  it('start debugfs, e2fsck, resize2fs, dumpe2fs or e2image only in debugfs.ts and grow-disk.ts, and only confined', async () => {
+  it('start debugfs, e2fsck, resize2fs, dumpe2fs or e2image only in debugfs.ts, grow-disk.ts and layer.ts, and only confined', async () => {
     const users: string[] = [];
     for (const f of await sources(path.join(REPO, 'src'))) {
       const text = await readFile(f, 'utf8');
       if (/['"`](debugfs|e2fsck|resize2fs|fsck\.ext\d|dumpe2fs|e2image|e2ls|e2cp)['"`]/.test(text)) users.push(path.relative(REPO, f));
     }
-    expect(users.sort()).toEqual(['src/deps/grow-disk.ts', 'src/image/debugfs.ts']);
+    expect(users.sort()).toEqual(['src/deps/grow-disk.ts', 'src/deps/layer.ts', 'src/image/debugfs.ts']);
+    const layer = await readFile(path.join(REPO, 'src/deps/layer.ts'), 'utf8');
+    expect(layer).toMatch(/box\.run\('dumpe2fs'/);
+    expect(layer).toMatch(/box\.run\('e2fsck'/);
+    expect(layer).not.toMatch(/[^.]run\('(dumpe2fs|e2fsck|debugfs|resize2fs)'/); // never through proc.ts's run
     const grow = await readFile(path.join(REPO, 'src/deps/grow-disk.ts'), 'utf8');
     expect(grow).not.toMatch(/from '\.\.\/proc\.js'/);
     expect(grow).toMatch(/box\.run\('e2fsck'/);
