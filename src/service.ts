@@ -237,8 +237,8 @@ export class Service {
     // it must be gone before that claim runs again, or two VMs would write one image.
     // Entries a bulk rejection had taken (spool/reject-bulk.ts) become ordinary claims, listed below.
     const held = await recoverHeld({ queue: this.s.queue, failed: this.s.failed });
-    if (held.claims.length + held.published > 0) {
-      this.log.info({ claims: held.claims.length, published: held.published }, 'recovered entries an interrupted bulk rejection held');
+    if (held.claims.length + held.published + held.requeued > 0) {
+      this.log.info({ claims: held.claims.length, published: held.published, requeued: held.requeued }, 'recovered entries an interrupted bulk rejection held');
     }
     const claims = await this.spool.claims();
     // A run shipped to Slurm belongs to its Slurm job (it may run on this very host): never kill it.
@@ -258,6 +258,16 @@ export class Service {
       if (await screenClaimed(this.s, c, this.o.version)) {
         this.log.warn({ id: c.lease.id, name: c.lease.name }, 'rejected a claimed queue entry that is not a plain file');
         continue;
+      }
+      // A claim that never started (cut short at intake, or handed back by a bulk rejection) is
+      // prescreened as at intake: junk is rejected now, not after waiting for a VM slot.
+      if (c.lease.startedAt === null) {
+        const pre = await prescreenClaim(this.s, c, this.o.version);
+        if (pre) {
+          this.tally.rejected++;
+          this.event({ type: 'finished', id: c.lease.id, name: c.lease.name, status: 'rejected', reason: pre.reason, path: pre.file });
+          continue;
+        }
       }
       // Only a run that started and was not stopped on purpose counts as an interrupted attempt.
       // A remote run is re-attached to, not run again: it is not an interrupted attempt either.
@@ -328,8 +338,9 @@ export class Service {
       const mine = chunk.filter((c) => !this.claiming.has(c.file));
       for (const c of mine) this.claiming.add(c.file);
       try {
-        const outcomes = await rejectChunk(o, mine.map((c) => ({ file: c.file, mtime: c.mtime, ...(c.submitted !== undefined ? { submitted: c.submitted } : {}) })));
-        for (const r of outcomes) await this.bulkOutcome(r);
+        const r = await rejectChunk(o, mine.map((c) => ({ file: c.file, mtime: c.mtime, ...(c.submitted !== undefined ? { submitted: c.submitted } : {}) })));
+        if (r.error !== null) this.log.error({ err: messageOf(r.error), files: mine.length }, 'bulk rejection failed part-way: what was not published was handed back');
+        for (const x of r.outcomes) await this.bulkOutcome(x);
       } catch (e) {
         this.log.error({ err: messageOf(e), files: mine.length }, 'intake failed (bulk rejection): the entries stay queued');
       } finally {
@@ -353,6 +364,7 @@ export class Service {
       case 'failed':
         this.log.error({ err: messageOf(r.error), file: r.file }, 'intake failed (bulk rejection)');
         break;
+      case 'requeued': // grew after the look: queued again, taken when there is room
       case 'gone':
         break;
     }
