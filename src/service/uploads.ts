@@ -61,11 +61,14 @@ const SYNC_EVERY = 32 * 1024 * 1024;
 // those bytes as old-generation allocation until a GC frees them. After a full GC it leaves about
 // max(live heap x factor, live + 8 MiB) of headroom, the factor near its minimum while allocation
 // runs this fast: a 1 GiB upload set off a full mark-compact every ~30 MB (~35 of them), about half
-// the service's CPU for the upload (bench/api: ~2.8 s -> ~1.3 s of CPU per GiB). While uploads are
-// being received the factor is pinned at 4 (V8's own upper bound), so the young-generation GCs,
-// which run every few tens of MiB of new buffers, free the chunks before a full GC is due; V8 picks
-// the factor again once the last upload ends. The flag is only read when a GC sets the next limit.
+// the service's CPU for the upload (bench/api: ~2.8 s -> ~1.3 s of CPU per GiB). While a large body
+// (past GC_HEADROOM_AFTER) is being received the factor is pinned at 4 (V8's own upper bound), so
+// the young-generation GCs, which run every few tens of MiB of new buffers, free the chunks before a
+// full GC is due; V8 picks the factor again once the last such upload ends. Small bodies (a few full
+// GCs at most) leave the heap as it was, so many of them at once do not grow it. The flag is only
+// read when a GC sets the next limit.
 const GC_HEADROOM_PERCENT = 300;
+const GC_HEADROOM_AFTER = 32 * 1024 * 1024;
 let receiving = 0;
 function receivingUploads(delta: 1 | -1): void {
   const was = receiving;
@@ -176,7 +179,7 @@ export class Uploads {
     const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     let ok = false;
     let reserved = 0; // the filling batch's size, counted in `batched` until it is written
-    receivingUploads(1);
+    let large = false; // counted in `receiving`
     try {
       let bytes = 0;
       let head = Buffer.alloc(0);
@@ -206,6 +209,7 @@ export class Uploads {
           o.onBytes?.(chunk.length);
           if (bytes > o.limits.cap) throw new JrError('JR_E_TOO_LARGE', `the image passed ${o.limits.cap} bytes, the most accepted`);
           if (head.length < EXT_MAGIC_AT + 2) head = Buffer.concat([head, chunk.subarray(0, EXT_MAGIC_AT + 2 - head.length)]);
+          if (!large && bytes > GC_HEADROOM_AFTER) { large = true; receivingUploads(1); }
           batch.push(chunk);
           batchBytes += chunk.length;
           if (batchBytes >= reserved) {
@@ -250,7 +254,7 @@ export class Uploads {
       return rec;
     } finally {
       batched -= reserved; // a batch never written (the body failed)
-      receivingUploads(-1);
+      if (large) receivingUploads(-1);
       await fh.close().catch(() => undefined);
       if (!ok) {
         await rm(tmp, { force: true });
