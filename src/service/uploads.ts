@@ -7,6 +7,7 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { setFlagsFromString } from 'node:v8';
 import { JrError } from '../errors.js';
 import { fsyncPath, writeFileAtomic } from '../fsutil.js';
 import { isJobId, newJobId } from '../spool/claim.js';
@@ -38,13 +39,43 @@ export interface UploadLimits {
 }
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
-// Per upload at most two batches are held (one being written, one filling): 50 uploads, ~25 MiB.
+// Socket chunks are gathered into batches, one written while the next fills: per upload at most two
+// batches are held, each passing its size by less than a chunk (64 KiB). A batch is 1 MiB when the
+// sizes of all uploads' batches (written or filling) leave room for it under BATCH_BUDGET (four
+// uploads at full size), else 256 KiB: fewer, larger writes cost less CPU per byte, and memory stays
+// bounded by 8 MiB + 2 x (256 + 64) KiB per upload (50 uploads: 39 MiB at worst, 31 MiB once the
+// 1 MiB batches are written; 256 KiB batches alone held the same 31 MiB).
+const LARGE_BATCH = 1024 * 1024;
 const WRITE_BATCH = 256 * 1024;
+const BATCH_BUDGET = 8 * 1024 * 1024;
+let batched = 0; // sizes of all uploads' batches being filled or written
+
+/** Bytes the uploads' write batches hold now (their sizes; see BATCH_BUDGET). */
+export function uploadBatchBytes(): number { return batched; }
 // The page cache holds a whole upload before anything reaches the disk (the kernel's background
 // writeback starts only at a share of RAM), so a final fsync alone writes it all after the last
 // byte arrived. A datasync every so often (never two at once) writes back while the body is still
 // arriving, and the final fsync has little left to do.
 const SYNC_EVERY = 32 * 1024 * 1024;
+// Node's HTTP parser copies each piece of a body (up to 64 KiB) into a fresh Buffer, and V8 counts
+// those bytes as old-generation allocation until a GC frees them. After a full GC it leaves about
+// max(live heap x factor, live + 8 MiB) of headroom, the factor near its minimum while allocation
+// runs this fast: a 1 GiB upload set off a full mark-compact every ~30 MB (~35 of them), about half
+// the service's CPU for the upload (bench/api: ~2.8 s -> ~1.3 s of CPU per GiB). While a large body
+// (past GC_HEADROOM_AFTER) is being received the factor is pinned at 4 (V8's own upper bound), so
+// the young-generation GCs, which run every few tens of MiB of new buffers, free the chunks before a
+// full GC is due; V8 picks the factor again once the last such upload ends. Small bodies (a few full
+// GCs at most) leave the heap as it was, so many of them at once do not grow it. The flag is only
+// read when a GC sets the next limit.
+const GC_HEADROOM_PERCENT = 300;
+const GC_HEADROOM_AFTER = 32 * 1024 * 1024;
+let receiving = 0;
+function receivingUploads(delta: 1 | -1): void {
+  const was = receiving;
+  receiving += delta;
+  if ((was === 0) !== (receiving === 0)) setFlagsFromString(`--heap-growing-percent=${receiving > 0 ? GC_HEADROOM_PERCENT : 0}`);
+}
+
 const EXT_MAGIC_AT = 1080; // s_magic of the ext2/3/4 superblock (at 1024 + 56), 0xEF53 little-endian
 
 /** Queue file name of an upload: NAME~ID.img[.xz] (the id keeps two uploads of one name apart). */
@@ -147,19 +178,30 @@ export class Uploads {
     const recFile = path.join(this.dir, `${id}.json`);
     const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     let ok = false;
+    let reserved = 0; // the filling batch's size, counted in `batched` until it is written
+    let large = false; // counted in `receiving`
     try {
       let bytes = 0;
       let head = Buffer.alloc(0);
-      // Socket chunks (~64 KiB) are gathered into 256 KiB writev calls, and the next batch is read
-      // while the last one is written: one write per chunk, awaited, ran at 40% of cp's speed.
+      // Socket chunks (~64 KiB) are gathered into writev batches (see LARGE_BATCH), and the next
+      // batch is read while the last one is written: one write per chunk, awaited, ran at 40% of cp's speed.
       let batch: Buffer[] = [];
       let batchBytes = 0;
+      const nextBatch = (): void => {
+        reserved = batched + LARGE_BATCH <= BATCH_BUDGET ? LARGE_BATCH : WRITE_BATCH;
+        batched += reserved;
+      };
+      nextBatch();
       let writing: Promise<void> = Promise.resolve();
       let syncing: Promise<void> | null = null;
       let unsynced = 0;
-      const flush = async (bufs: Buffer[], n: number): Promise<void> => {
-        const { bytesWritten } = await fh.writev(bufs);
-        if (bytesWritten !== n) throw new JrError('JR_E_NO_SPACE', `short write to the queue (${bytesWritten} of ${n} bytes): disk full?`);
+      const flush = async (bufs: Buffer[], n: number, size: number): Promise<void> => {
+        try {
+          const { bytesWritten } = await fh.writev(bufs);
+          if (bytesWritten !== n) throw new JrError('JR_E_NO_SPACE', `short write to the queue (${bytesWritten} of ${n} bytes): disk full?`);
+        } finally {
+          batched -= size;
+        }
       };
       try {
         for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -167,14 +209,16 @@ export class Uploads {
           o.onBytes?.(chunk.length);
           if (bytes > o.limits.cap) throw new JrError('JR_E_TOO_LARGE', `the image passed ${o.limits.cap} bytes, the most accepted`);
           if (head.length < EXT_MAGIC_AT + 2) head = Buffer.concat([head, chunk.subarray(0, EXT_MAGIC_AT + 2 - head.length)]);
+          if (!large && bytes > GC_HEADROOM_AFTER) { large = true; receivingUploads(1); }
           batch.push(chunk);
           batchBytes += chunk.length;
-          if (batchBytes >= WRITE_BATCH) {
+          if (batchBytes >= reserved) {
             await writing;
-            writing = flush(batch, batchBytes);
+            writing = flush(batch, batchBytes, reserved);
             writing.catch(() => undefined); // handled when awaited; must not count as unhandled meanwhile
             unsynced += batchBytes;
             batch = []; batchBytes = 0;
+            nextBatch();
             if (unsynced >= SYNC_EVERY && syncing === null) {
               unsynced = 0;
               const s = writing.then(() => fh.datasync()).finally(() => { syncing = null; });
@@ -188,7 +232,9 @@ export class Uploads {
         await (syncing as Promise<void> | null)?.catch(() => undefined);
       }
       await writing;
-      if (batchBytes > 0) await flush(batch, batchBytes);
+      const last = reserved;
+      reserved = 0; // from here flush counts the last batch out
+      if (batchBytes > 0) await flush(batch, batchBytes, last); else batched -= last;
       if (!o.complete() || (o.declared !== null && bytes !== o.declared)) {
         throw new JrError('JR_E_INPUT', `the upload ended early (${bytes} of ${o.declared ?? '?'} bytes)`);
       }
@@ -207,6 +253,8 @@ export class Uploads {
       ok = true;
       return rec;
     } finally {
+      batched -= reserved; // a batch never written (the body failed)
+      if (large) receivingUploads(-1);
       await fh.close().catch(() => undefined);
       if (!ok) {
         await rm(tmp, { force: true });
