@@ -194,6 +194,10 @@ export class Uploads {
       nextBatch();
       let writing: Promise<void> = Promise.resolve();
       let syncing: Promise<void> | null = null;
+      // Linux reports a writeback error (EIO) to an open file once, then marks the pages clean: a
+      // failing datasync here would not fail the final fsync again, and a damaged upload would be
+      // acknowledged. The first such error is kept and fails the upload.
+      let syncError: unknown = null;
       let unsynced = 0;
       const flush = async (bufs: Buffer[], n: number, size: number): Promise<void> => {
         try {
@@ -222,7 +226,7 @@ export class Uploads {
             if (unsynced >= SYNC_EVERY && syncing === null) {
               unsynced = 0;
               const s = writing.then(() => fh.datasync()).finally(() => { syncing = null; });
-              s.catch(() => undefined); // a failing datasync shows again in the final fsync
+              s.catch((e: unknown) => { syncError ??= e; });
               syncing = s;
             }
           }
@@ -241,6 +245,7 @@ export class Uploads {
       const compressed = head.subarray(0, 6).equals(XZ_MAGIC);
       const ext = head.length >= EXT_MAGIC_AT + 2 && head.readUInt16LE(EXT_MAGIC_AT) === 0xef53;
       if (!compressed && !ext) throw new JrError('JR_E_INPUT', 'the body is neither an ext2/3/4 image nor xz-compressed (.img or .img.xz)');
+      if (syncError !== null) throw new JrError('JR_E_NO_SPACE', `the upload could not be written to the queue's disk: ${(syncError as Error).message}`, { cause: syncError });
       await fh.sync();
       const st = await fh.stat();
       const file = uploadFileName(o.name, id, compressed);
