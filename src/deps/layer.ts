@@ -125,7 +125,6 @@ export interface LayerBuild {
   runAs?: RunAs;
 }
 
-
 /**
  * Before an unshare layer is published: no loop device has it (nothing has it mounted, lazily
  * detached or not), and its filesystem is clean: a cleanly unmounted state, no journal to replay,
