@@ -4,8 +4,7 @@
 // the shifted base root on the host, start the sandbox in fresh cgroups, wait, then trim, map
 // ownership back, unmount and put the trusted image where the job image was.
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
-import { writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from '../config.js';
@@ -18,9 +17,10 @@ import { MarkerParser } from '../vm/markers.js';
 import { makeLimits } from './limits.js';
 import { mountLoop, mountOverlay, trim, unmount, unmountAll } from './mounts.js';
 import { pidNamespace, signalNamespace } from './procs.js';
-import { idMap, sandboxArgv, USERNS_SYSCTL, type SandboxCap } from './sandbox.js';
+import { idMap, JOIN_FAILED, sandboxArgv, USERNS_SYSCTL, type SandboxCap } from './sandbox.js';
 import { shiftedRoot } from './shift.js';
 import { makeEmptyExt4, stageJobFiles } from './stage.js';
+import { setUpSandbox } from './userns.js';
 
 /** A VM outcome with the accelerator named 'unshare': what the lifecycle publishes (accel: "unshare"). */
 export type UnshareOutcome = VmOutcome & { accel: 'unshare'; accelReason: string };
@@ -267,30 +267,16 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
   let nsInit: number | null = null;
   const { child } = await spawn(argv[0]!, argv.slice(1), { cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, stdin: 'ignore', stderr: 'pipe', extraPipes: 2, detached: true });
   if (child.pid) req.onSpawn?.(child.pid);
-  const [block, info] = [child.stdio[3], child.stdio[4]] as unknown as [NodeJS.WritableStream, NodeJS.ReadableStream];
-  let infoText = '';
-  const mapped = new Promise<void>((resolve) => {
-    info.on('data', (c: Buffer) => {
-      infoText += c.toString('utf8');
-      const mm = /"child-pid"\s*:\s*(\d+)/.exec(infoText);
-      if (!mm || nsInit !== null) return;
-      nsInit = Number(mm[1]);
-      void (async () => {
-        try {
-          // Root writes the 65536-id map bwrap cannot write itself, then lets the sandbox go on.
-          await writeFile(`/proc/${nsInit}/uid_map`, idMap(s.unshareUidBase));
-          await writeFile(`/proc/${nsInit}/gid_map`, idMap(s.unshareUidBase));
-          await denyUserNamespaces(nsInit!);
-          ns = await pidNamespace(nsInit!);
-          block.end('go');
-        } catch (e) {
-          stderr += `jobrunner: could not map the sandbox's user namespace: ${messageOf(e)}\n`;
-          block.end();
-        }
-        resolve();
-      })();
-    });
-    info.on('end', () => resolve());
+  const [block, info] = [child.stdio[3], child.stdio[4]] as unknown as [NodeJS.WritableStream & { destroy(): void }, NodeJS.ReadableStream];
+  const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  // Root writes the 65536-id map bwrap cannot write itself and denies nested user namespaces, then
+  // lets the sandbox go on; on any failure bwrap is killed instead (userns.ts).
+  const setUp = setUpSandbox({ pid: child.pid ?? -1, info, block, exited, exit: child.then(() => undefined, () => undefined) }, async (pid) => {
+    nsInit = pid;
+    await writeFile(`/proc/${pid}/uid_map`, idMap(s.unshareUidBase));
+    await writeFile(`/proc/${pid}/gid_map`, idMap(s.unshareUidBase));
+    await denyUserNamespaces(pid);
+    ns = await pidNamespace(pid);
   });
 
   const killNamespace = async (sig: NodeJS.Signals): Promise<void> => {
@@ -335,14 +321,21 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
   child.stderr?.on('data', (c: Buffer) => { stderr = (stderr + c.toString('utf8')).slice(-4000); });
 
   const result = await (child as Child);
-  await mapped;
+  const { failure } = await setUp;
   clearTimeout(bootTimer); clearTimeout(termTimer); clearTimeout(killTimer); clearTimeout(endTimer);
   req.signal?.removeEventListener('abort', onAbort);
   // Nothing of the sandbox outlives it: bwrap's pid 1 took its namespace down; make sure, and wait
   // until the namespace's pid 1 is reaped (by the outer bwrap; by the host's init if it was orphaned).
   await killNamespace('SIGKILL');
   if (nsInit !== null) await reaped(nsInit, 10_000);
+  // bwrap, the block fd's only reader, has exited (execa closes it then too).
+  block.destroy();
   await log.close();
+  // Our set-up failed: bwrap was killed before the sandbox ran anything; not the job's doing.
+  if (failure !== null) throw new JrError('JR_E_PROCESS', `could not set up the sandbox (${failure}): bwrap was killed before it ran anything`);
+  if (nsInit === null && result.exitCode === JOIN_FAILED) {
+    throw new JrError('JR_E_PROCESS', `could not put the sandbox in its cgroups before it started: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  }
 
   const base = {
     bootMs, totalMs: Date.now() - started, consoleBytes: log.written + log.dropped, consoleTruncated: log.truncated,
