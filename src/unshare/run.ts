@@ -4,23 +4,23 @@
 // the shifted base root on the host, start the sandbox in fresh cgroups, wait, then trim, map
 // ownership back, unmount and put the trusted image where the job image was.
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError, isJrError, messageOf } from '../errors.js';
 import type { BaseImage } from '../image/base.js';
-import { run, spawn, which, type Child } from '../proc.js';
+import { spawn, which, type Child } from '../proc.js';
 import { ConsoleLog } from '../vm/console.js';
 import type { VmEnd, VmOutcome } from '../vm/launch.js';
 import { MarkerParser } from '../vm/markers.js';
 import { makeLimits } from './limits.js';
 import { mountLoop, mountOverlay, trim, unmount, unmountAll } from './mounts.js';
-import { pidNamespace, signalNamespace } from './procs.js';
-import { idMap, JOIN_FAILED, sandboxArgv, USERNS_SYSCTL, type SandboxCap } from './sandbox.js';
+import { signalNamespace } from './procs.js';
+import { JOIN_FAILED, sandboxArgv, type SandboxCap } from './sandbox.js';
 import { shiftedRoot } from './shift.js';
 import { makeEmptyExt4, stageJobFiles } from './stage.js';
-import { setUpSandbox } from './userns.js';
+import { openSandboxUserns, setUpSandbox } from './userns.js';
 
 /** A VM outcome with the accelerator named 'unshare': what the lifecycle publishes (accel: "unshare"). */
 export type UnshareOutcome = VmOutcome & { accel: 'unshare'; accelReason: string };
@@ -200,32 +200,6 @@ async function reaped(pid: number, ms: number): Promise<boolean> {
   return false;
 }
 
-/** setns(2)'s number where Node runs (Linux's generic table for arm64 and riscv64). */
-const SETNS: Partial<Record<NodeJS.Architecture, number>> = { x64: 308, arm64: 268, riscv64: 268 };
-
-// Joins the user namespace of pid $ARGV[0] (setns, CLONE_NEWUSER) and writes the sysctl there,
-// in one process: no exec, so it keeps the capabilities setns gave it in that namespace and stays
-// uid 0 (never a process in the sandbox's id range). Perl: perl-base is Essential in Debian.
-const DENY_USERNS = `
-use strict; use warnings;
-open(my $ns, '<', "/proc/$ARGV[0]/ns/user") or die "open the user namespace: $!\n";
-syscall($ARGV[1], fileno($ns), 0x10000000) == 0 or die "setns: $!\n";
-open(my $f, '>', $ARGV[2]) or die "open $ARGV[2]: $!\n";
-print $f "0\n"; close($f) or die "write $ARGV[2]: $!\n";`;
-
-/**
- * Make user namespaces unavailable inside the sandbox whose first process is `pid` (still blocked
- * on --userns-block-fd): its namespace's user.max_user_namespaces set to 0 from inside it, by a
- * helper of ours that enters the namespace as root (every capability there, none over the host)
- * for that one write. bwrap's --assert-userns-disabled checks the result.
- */
-async function denyUserNamespaces(pid: number): Promise<void> {
-  const nr = SETNS[process.arch];
-  if (nr === undefined) throw new JrError('JR_E_CONFIG', `--isolation unshare does not know setns(2)'s number on ${process.arch}`);
-  await run('perl', ['-e', DENY_USERNS, '--', String(pid), String(nr), USERNS_SYSCTL],
-    { cleanEnv: true, env: { PATH: '/usr/bin:/bin' }, timeoutMs: 10_000, errorCode: 'JR_E_PROCESS' });
-}
-
 /** Put the trusted image where the job image was, keeping the job image's owner and mode. */
 async function replace(image: string, trusted: string): Promise<void> {
   const st = await stat(image);
@@ -272,11 +246,14 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
   // Root writes the 65536-id map bwrap cannot write itself and denies nested user namespaces, then
   // lets the sandbox go on; on any failure bwrap is killed instead (userns.ts).
   const setUp = setUpSandbox({ pid: child.pid ?? -1, info, block, exited, exit: child.then(() => undefined, () => undefined) }, async (pid) => {
+    const u = await openSandboxUserns(pid, child.pid ?? -1);
+    // Checked: bwrap's child, in namespaces of its own (what the kills below may target).
     nsInit = pid;
-    await writeFile(`/proc/${pid}/uid_map`, idMap(s.unshareUidBase));
-    await writeFile(`/proc/${pid}/gid_map`, idMap(s.unshareUidBase));
-    await denyUserNamespaces(pid);
-    ns = await pidNamespace(pid);
+    ns = u.pidNs;
+    try {
+      await u.map(s.unshareUidBase);
+      await u.denyUserNamespaces();
+    } finally { await u.close(); }
   });
 
   const killNamespace = async (sig: NodeJS.Signals): Promise<void> => {
@@ -286,7 +263,9 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
     // it and then exits: killing both at once orphaned the inner one, leaving its zombie to the
     // host's init (the adversarial ledger saw it). Only if the outer one does not exit by itself is
     // its process group killed too (what ran before the namespace existed).
-    try { if (nsInit) process.kill(nsInit, 'SIGKILL'); } catch { /* gone */ }
+    // By pid only until bwrap has exited: its child's pid may be free for reuse after that (the
+    // namespace kill above reaches an orphaned one).
+    try { if (nsInit && !exited()) process.kill(nsInit, 'SIGKILL'); } catch { /* gone */ }
     if (nsInit && await exitsWithin(child, 3000)) return;
     try { if (child.pid) process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
   };

@@ -1,14 +1,16 @@
 // The sandbox's set-up while bwrap waits on --userns-block-fd (src/unshare/userns.ts): a failed
-// step kills bwrap's process group and never releases the block fd. A stand-in "bwrap" (sh:
-// reports a child on fd 4, waits on fd 3 like bwrap's parent does, then records that it was
-// released) plays bwrap.
+// step kills bwrap's process group and never releases the block fd; the namespace is reached only
+// through files opened on bwrap's verified child. A stand-in "bwrap" (sh: reports a child on fd 4,
+// waits on fd 3 like bwrap's parent does, then records that it was released) plays bwrap for the
+// first part; the second needs root and a real user namespace (unshare --user).
+import { spawn as spawnNode } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from '../../../src/proc.js';
-import { setUpSandbox, type SetUpEnd } from '../../../src/unshare/userns.js';
+import { openSandboxUserns, parentOf, setUpSandbox, type SetUpEnd } from '../../../src/unshare/userns.js';
 
 const dirP = mkdtemp(path.join(os.tmpdir(), 'unshare-userns-'));
 afterAll(async () => rm(await dirP, { recursive: true, force: true }));
@@ -71,6 +73,16 @@ describe('the sandbox set-up (bwrap held on --userns-block-fd)', () => {
     expect(await groupMembers(r.pid)).toEqual([]); // nothing of the group runs
   });
 
+  it('a child in our own user namespace fails the check: killed, not released', async () => {
+    const r = await fakeBwrap(async (pid) => { await (await openSandboxUserns(pid, Number.NaN)).close(); });
+    expect(r.end.failure).toMatch(/is not bwrap's child any more/);
+    expect(r.released).toBe(false);
+    const again = await fakeBwrap(async (pid) => { await (await openSandboxUserns(pid, (await parentOf(pid))!)).close(); });
+    expect(again.end.failure).toMatch(/is in our own user namespace/);
+    expect(again.released).toBe(false);
+    expect(again.signal).toBe('SIGKILL');
+  });
+
   it('a bwrap that reports no child is left to end by itself', async () => {
     const { child } = await spawn('sh', ['-c', 'exec 4>&-; exit 1'], { extraPipes: 2, detached: true });
     const [block, info] = [child.stdio[3], child.stdio[4]] as unknown as [NodeJS.WritableStream, NodeJS.ReadableStream];
@@ -80,5 +92,43 @@ describe('the sandbox set-up (bwrap held on --userns-block-fd)', () => {
     expect(end).toEqual({ nsInit: null, failure: null });
     expect(called).toBe(false);
     expect((await child).exitCode).toBe(1);
+  });
+});
+
+const CAN = process.getuid?.() === 0 && existsSync('/usr/bin/unshare') && existsSync('/usr/bin/perl');
+
+describe.skipIf(!CAN)('the sandbox\'s user namespace, through files opened on the checked child', () => {
+  /** A child of ours in a user namespace of its own: it waits for a line on stdin, then prints `script`'s output. */
+  async function inNewUserns(script: string): Promise<{ pid: number; go: () => Promise<string> }> {
+    const child = spawnNode('unshare', ['--user', 'sh', '-c', `read x; ${script}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+    const done = new Promise<void>((r) => child.on('exit', () => r()));
+    const mine = await readlink('/proc/self/ns/user');
+    // unshare(2) then exec: wait until the child is in its namespace.
+    for (let i = 0; i < 100 && (await readlink(`/proc/${child.pid}/ns/user`).catch(() => mine)) === mine; i++) await sleep(20);
+    return { pid: child.pid!, go: async () => { child.stdin.end('go\n'); await done; return out; } };
+  }
+
+  it('maps 65536 ids and sets user.max_user_namespaces to 0 in that namespace only', async () => {
+    const before = await readFile('/proc/sys/user/max_user_namespaces', 'utf8');
+    const c = await inNewUserns('cat /proc/self/uid_map /proc/self/gid_map /proc/sys/user/max_user_namespaces');
+    const u = await openSandboxUserns(c.pid, process.pid);
+    try {
+      await u.map(700000000);
+      await u.denyUserNamespaces();
+      expect(u.pidNs).toMatch(/^pid:\[\d+\]$/);
+    } finally { await u.close(); }
+    const lines = (await c.go()).trim().split('\n').map((l) => l.trim().split(/\s+/).join(' '));
+    expect(lines).toEqual(['0 700000000 65536', '0 700000000 65536', '0']);
+    expect(await readFile('/proc/sys/user/max_user_namespaces', 'utf8')).toBe(before);
+    expect(Number(before)).toBeGreaterThan(0);
+  });
+
+  it('refuses a process whose parent is not bwrap (a pid now someone else\'s), and a gone one, before writing anything', async () => {
+    const c = await inNewUserns('cat /proc/self/uid_map');
+    await expect(openSandboxUserns(c.pid, 1)).rejects.toThrow(/not bwrap's child any more \(its parent is \d+, not 1\)/);
+    expect((await c.go()).trim()).toBe(''); // no map was written
+    await expect(openSandboxUserns(c.pid, process.pid)).rejects.toThrow(/could not open \/proc\/\d+\/ns\/user/);
   });
 });
