@@ -30,6 +30,8 @@ export interface RunOptions {
   /** Let the child inherit our stdio (for interactive programs such as a chroot shell). */
   inherit?: boolean;
   maxBuffer?: number;
+  /** Open file descriptors handed to the program as its fds 3, 4, … in order (not with inherit). */
+  extraFds?: number[];
 }
 
 /** The last `n` characters of s, for error messages. */
@@ -49,7 +51,8 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     reject: false,
     stripFinalNewline: false,
     maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
-    ...(opts.inherit ? { stdio: 'inherit' as const } : {}),
+    // execa's types list only fds 3-9 as numbers; any open fd works at run time (node passes it on).
+    ...(opts.inherit ? { stdio: 'inherit' as const } : opts.extraFds?.length ? { stdio: ['pipe', 'pipe', 'pipe', ...opts.extraFds] as Options['stdio'] } : {}),
   };
   const { execa } = await loadExeca();
   const r = await execa(file, args, o);

@@ -11,7 +11,7 @@ import { fetchDebs } from '../deps/fetch.js';
 import { cachedLayer, ensureLayer, layerFormat, layerKey, VM_LAYER, type InstallBoot, type LayerKind } from '../deps/layer.js';
 import { runJobUnshare } from '../unshare/run.js';
 import { INSTALL_CAPS } from '../unshare/sandbox.js';
-import { unshareJobId } from '../unshare/sweep.js';
+import { unshareInstallId } from '../unshare/sweep.js';
 import { pinOf } from '../deps/resolve.js';
 import { resolveMemo } from '../deps/resolve-memo.js';
 import { emptyManifest, parseManifest, type Manifest, type ManifestLimits } from '../deps/manifest.js';
@@ -90,8 +90,8 @@ export async function prepareDeps(m: Manifest, base: BaseImage, ctx: DepsContext
       settings: { ...s, network: 'off', timeout } }, ctx.accel)
     : (r) => runJobUnshare({ image: r.image, base, settings: { ...s, timeout }, logPath: r.logPath, signal: ctx.signal,
       rootLayers: r.rootLayers, rootWritable: true, caps: INSTALL_CAPS,
-      // One install per key at a time (the layer's lock): the key names it within the spool.
-      id: ctx.spool === undefined ? undefined : unshareJobId(ctx.spool, `deps-${r.key.slice(0, 12)}`) });
+      // One install per key at a time (the layer's lock): the whole key names it within the spool.
+      id: ctx.spool === undefined ? undefined : unshareInstallId(ctx.spool, r.key) });
   const layer = await ensureLayer({ cacheDir: s.depsCache, base, debs: fetched.debs, boot, runAs: ctx.runAs, kind });
   record.cacheHit = layer.hit;
   record.durations.install = layer.hit ? null : secs(Date.now() - t);

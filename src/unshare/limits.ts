@@ -1,9 +1,12 @@
 // Resource limits of one sandbox. cgroups v1 here (hybrid, no systemd): a directory of our own per
 // job under the memory, pids and cpu hierarchies, nested in the cgroup we run in, so whatever
 // limits the host put on us still apply above. Where a hierarchy is missing or not writable we fall
-// back to rlimits (RLIMIT_AS per process, RLIMIT_NPROC per uid: weaker) and say so in a note.
+// back to rlimits (RLIMIT_AS per process, RLIMIT_NPROC per uid: weaker) and say so in a note. A
+// group of the run's name that exists already is an error, never a fallback: the run would go
+// without its limits (or share another run's group).
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { JrError } from '../errors.js';
 
 const ROOT = '/sys/fs/cgroup';
 
@@ -66,8 +69,8 @@ async function ownPath(controller: string): Promise<string> {
   return '/';
 }
 
-async function makeGroup(controller: string, name: string, settings: Array<[string, string]>): Promise<string> {
-  const dir = path.join(ROOT, controller, await ownPath(controller), name);
+async function makeGroup(root: string, controller: string, name: string, settings: Array<[string, string]>): Promise<string> {
+  const dir = path.join(root, controller, await ownPath(controller), name);
   await mkdir(dir);
   try {
     for (const [file, value] of settings) await writeFile(path.join(dir, file), value);
@@ -78,8 +81,18 @@ async function makeGroup(controller: string, name: string, settings: Array<[stri
   return dir;
 }
 
-/** Create the job's cgroups (or rlimit fallbacks); `id` names them (jobrunner-unshare-<id>). */
-export async function makeLimits(id: string, req: LimitRequest): Promise<Limits> {
+/**
+ * mkdir's errors that mean "this hierarchy is not there for us" (not mounted, our own group gone,
+ * not writable): the run falls back to rlimits. Any other (EEXIST above all) fails the run.
+ */
+const UNAVAILABLE = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'EROFS']);
+
+/**
+ * Create the job's cgroups (or rlimit fallbacks); `id` names them (jobrunner-unshare-<id>).
+ * JR_E_INTERNAL, with none of its groups left, when one of that name exists already (or another
+ * error than an unavailable hierarchy stops its creation).
+ */
+export async function makeLimits(id: string, req: LimitRequest, root = ROOT): Promise<Limits> {
   const name = `jobrunner-unshare-${id}`;
   const dirs: string[] = [];
   const rlimits: string[] = [];
@@ -87,10 +100,17 @@ export async function makeLimits(id: string, req: LimitRequest): Promise<Limits>
   let memDir: string | null = null;
   const attempt = async (controller: string, settings: Array<[string, string]>, fallback: () => void): Promise<string | null> => {
     try {
-      const d = await makeGroup(controller, name, settings);
+      const d = await makeGroup(root, controller, name, settings);
       dirs.push(d);
       return d;
     } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((e as { syscall?: string }).syscall === 'mkdir' && !UNAVAILABLE.has(code ?? '')) {
+        for (const d of dirs) await rmdir(d).catch(() => undefined);
+        throw new JrError('JR_E_INTERNAL', code === 'EEXIST'
+          ? `the ${controller} cgroup ${(e as NodeJS.ErrnoException).path} exists already (a run of the same name, or one whose processes outlived it): not running without its limits`
+          : `could not make the ${controller} cgroup ${(e as NodeJS.ErrnoException).path} (${(e as Error).message}): not running without its limits`);
+      }
       fallback();
       notes.push(`no ${controller} cgroup (${(e as Error).message.split('\n')[0]}): ${controller === 'memory' ? `RLIMIT_AS=${req.memory} per process instead` : controller === 'pids' ? `RLIMIT_NPROC=${req.pids} for the sandbox uid instead (shared by concurrent jobs)` : controller === 'cpu' ? 'CPU use is not capped' : 'the end of the run kills leftovers by pid namespace only'}`);
       return null;

@@ -5,22 +5,22 @@
 // ownership back, unmount and put the trusted image where the job image was.
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
-import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError, isJrError, messageOf } from '../errors.js';
 import type { BaseImage } from '../image/base.js';
-import { run, spawn, which, type Child } from '../proc.js';
+import { spawn, which, type Child } from '../proc.js';
 import { ConsoleLog } from '../vm/console.js';
 import type { VmEnd, VmOutcome } from '../vm/launch.js';
 import { MarkerParser } from '../vm/markers.js';
 import { makeLimits } from './limits.js';
 import { mountLoop, mountOverlay, trim, unmount, unmountAll } from './mounts.js';
-import { pidNamespace, signalNamespace } from './procs.js';
-import { idMap, sandboxArgv, USERNS_SYSCTL, type SandboxCap } from './sandbox.js';
+import { signalNamespace } from './procs.js';
+import { JOIN_FAILED, sandboxArgv, type SandboxCap } from './sandbox.js';
 import { shiftedRoot } from './shift.js';
 import { makeEmptyExt4, stageJobFiles } from './stage.js';
+import { openSandboxUserns, setUpSandbox } from './userns.js';
 
 /** A VM outcome with the accelerator named 'unshare': what the lifecycle publishes (accel: "unshare"). */
 export type UnshareOutcome = VmOutcome & { accel: 'unshare'; accelReason: string };
@@ -200,32 +200,6 @@ async function reaped(pid: number, ms: number): Promise<boolean> {
   return false;
 }
 
-/** setns(2)'s number where Node runs (Linux's generic table for arm64 and riscv64). */
-const SETNS: Partial<Record<NodeJS.Architecture, number>> = { x64: 308, arm64: 268, riscv64: 268 };
-
-// Joins the user namespace of pid $ARGV[0] (setns, CLONE_NEWUSER) and writes the sysctl there,
-// in one process: no exec, so it keeps the capabilities setns gave it in that namespace and stays
-// uid 0 (never a process in the sandbox's id range). Perl: perl-base is Essential in Debian.
-const DENY_USERNS = `
-use strict; use warnings;
-open(my $ns, '<', "/proc/$ARGV[0]/ns/user") or die "open the user namespace: $!\n";
-syscall($ARGV[1], fileno($ns), 0x10000000) == 0 or die "setns: $!\n";
-open(my $f, '>', $ARGV[2]) or die "open $ARGV[2]: $!\n";
-print $f "0\n"; close($f) or die "write $ARGV[2]: $!\n";`;
-
-/**
- * Make user namespaces unavailable inside the sandbox whose first process is `pid` (still blocked
- * on --userns-block-fd): its namespace's user.max_user_namespaces set to 0 from inside it, by a
- * helper of ours that enters the namespace as root (every capability there, none over the host)
- * for that one write. bwrap's --assert-userns-disabled checks the result.
- */
-async function denyUserNamespaces(pid: number): Promise<void> {
-  const nr = SETNS[process.arch];
-  if (nr === undefined) throw new JrError('JR_E_CONFIG', `--isolation unshare does not know setns(2)'s number on ${process.arch}`);
-  await run('perl', ['-e', DENY_USERNS, '--', String(pid), String(nr), USERNS_SYSCTL],
-    { cleanEnv: true, env: { PATH: '/usr/bin:/bin' }, timeoutMs: 10_000, errorCode: 'JR_E_PROCESS' });
-}
-
 /** Put the trusted image where the job image was, keeping the job image's owner and mode. */
 async function replace(image: string, trusted: string): Promise<void> {
   const st = await stat(image);
@@ -267,30 +241,19 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
   let nsInit: number | null = null;
   const { child } = await spawn(argv[0]!, argv.slice(1), { cleanEnv: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, stdin: 'ignore', stderr: 'pipe', extraPipes: 2, detached: true });
   if (child.pid) req.onSpawn?.(child.pid);
-  const [block, info] = [child.stdio[3], child.stdio[4]] as unknown as [NodeJS.WritableStream, NodeJS.ReadableStream];
-  let infoText = '';
-  const mapped = new Promise<void>((resolve) => {
-    info.on('data', (c: Buffer) => {
-      infoText += c.toString('utf8');
-      const mm = /"child-pid"\s*:\s*(\d+)/.exec(infoText);
-      if (!mm || nsInit !== null) return;
-      nsInit = Number(mm[1]);
-      void (async () => {
-        try {
-          // Root writes the 65536-id map bwrap cannot write itself, then lets the sandbox go on.
-          await writeFile(`/proc/${nsInit}/uid_map`, idMap(s.unshareUidBase));
-          await writeFile(`/proc/${nsInit}/gid_map`, idMap(s.unshareUidBase));
-          await denyUserNamespaces(nsInit!);
-          ns = await pidNamespace(nsInit!);
-          block.end('go');
-        } catch (e) {
-          stderr += `jobrunner: could not map the sandbox's user namespace: ${messageOf(e)}\n`;
-          block.end();
-        }
-        resolve();
-      })();
-    });
-    info.on('end', () => resolve());
+  const [block, info] = [child.stdio[3], child.stdio[4]] as unknown as [NodeJS.WritableStream & { destroy(): void }, NodeJS.ReadableStream];
+  const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  // Root writes the 65536-id map bwrap cannot write itself and denies nested user namespaces, then
+  // lets the sandbox go on; on any failure bwrap is killed instead (userns.ts).
+  const setUp = setUpSandbox({ pid: child.pid ?? -1, info, block, exited, exit: child.then(() => undefined, () => undefined) }, async (pid) => {
+    const u = await openSandboxUserns(pid, child.pid ?? -1);
+    // Checked: bwrap's child, in namespaces of its own (what the kills below may target).
+    nsInit = pid;
+    ns = u.pidNs;
+    try {
+      await u.map(s.unshareUidBase);
+      await u.denyUserNamespaces();
+    } finally { await u.close(); }
   });
 
   const killNamespace = async (sig: NodeJS.Signals): Promise<void> => {
@@ -300,7 +263,9 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
     // it and then exits: killing both at once orphaned the inner one, leaving its zombie to the
     // host's init (the adversarial ledger saw it). Only if the outer one does not exit by itself is
     // its process group killed too (what ran before the namespace existed).
-    try { if (nsInit) process.kill(nsInit, 'SIGKILL'); } catch { /* gone */ }
+    // By pid only until bwrap has exited: its child's pid may be free for reuse after that (the
+    // namespace kill above reaches an orphaned one).
+    try { if (nsInit && !exited()) process.kill(nsInit, 'SIGKILL'); } catch { /* gone */ }
     if (nsInit && await exitsWithin(child, 3000)) return;
     try { if (child.pid) process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
   };
@@ -335,14 +300,21 @@ async function sandbox(req: UnshareRunRequest, m: Mounted, started: number): Pro
   child.stderr?.on('data', (c: Buffer) => { stderr = (stderr + c.toString('utf8')).slice(-4000); });
 
   const result = await (child as Child);
-  await mapped;
+  const { failure } = await setUp;
   clearTimeout(bootTimer); clearTimeout(termTimer); clearTimeout(killTimer); clearTimeout(endTimer);
   req.signal?.removeEventListener('abort', onAbort);
   // Nothing of the sandbox outlives it: bwrap's pid 1 took its namespace down; make sure, and wait
   // until the namespace's pid 1 is reaped (by the outer bwrap; by the host's init if it was orphaned).
   await killNamespace('SIGKILL');
   if (nsInit !== null) await reaped(nsInit, 10_000);
+  // bwrap, the block fd's only reader, has exited (execa closes it then too).
+  block.destroy();
   await log.close();
+  // Our set-up failed: bwrap was killed before the sandbox ran anything; not the job's doing.
+  if (failure !== null) throw new JrError('JR_E_PROCESS', `could not set up the sandbox (${failure}): bwrap was killed before it ran anything`);
+  if (nsInit === null && result.exitCode === JOIN_FAILED) {
+    throw new JrError('JR_E_PROCESS', `could not put the sandbox in its cgroups before it started: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  }
 
   const base = {
     bootMs, totalMs: Date.now() - started, consoleBytes: log.written + log.dropped, consoleTruncated: log.truncated,

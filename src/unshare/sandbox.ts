@@ -78,13 +78,17 @@ export function bwrapArgs(spec: SandboxSpec): string[] {
   ];
 }
 
+/** The exit status of the argv's first step when it could not join a cgroup (bwrap never started). */
+export const JOIN_FAILED = 125;
+
 /**
  * The full argv: a shell that puts itself in the job's cgroups (as root, before anything of the
- * job exists), then rlimits, then setpriv drops to idBase with no capabilities and no way back,
- * dying with us; bwrap builds the namespaces from there, unprivileged.
+ * job exists; any failure ends it with JOIN_FAILED), then rlimits, then setpriv drops to idBase
+ * with no capabilities and no way back, dying with us; bwrap builds the namespaces from there, unprivileged.
  */
 export function sandboxArgv(spec: SandboxSpec): string[] {
-  const join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+  const join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "jobrunner: could not join the cgroup $1" >&2; exit ' +
+    `${JOIN_FAILED}; }; shift; n=$((n-1)); done; exec "$@"`;
   const prlimit = spec.rlimits.length ? ['prlimit', ...spec.rlimits, '--'] : [];
   return ['sh', '-c', join, 'sh', String(spec.procsFiles.length), ...spec.procsFiles, ...prlimit,
     ...dropTo(spec.idBase, spec.caps ?? []), 'bwrap', ...bwrapArgs(spec)];

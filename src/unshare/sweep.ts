@@ -17,6 +17,15 @@ export function unshareJobId(queueDir: string, leaseId: string): string {
   return `${createHash('sha256').update(path.resolve(queueDir)).digest('hex').slice(0, 12)}-${leaseId}`;
 }
 
+/**
+ * The id a spool's deps install of layer `key` runs under: the whole key (64 hex digits; one
+ * install per key at a time, under the layer's lock). 100 characters as a cgroup name, 107 as the
+ * scratch directory's: far below NAME_MAX, and the sweeps here match names by prefix or whole.
+ */
+export function unshareInstallId(queueDir: string, key: string): string {
+  return unshareJobId(queueDir, `deps-${key}`);
+}
+
 /** Kill what is left in this spool's unshare cgroups, unmount and remove its scratch directories and the groups; returns how many. */
 export async function sweepUnshare(queueDir: string): Promise<number> {
   const prefix = `${PREFIX}${unshareJobId(queueDir, '')}`;

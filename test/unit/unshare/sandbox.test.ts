@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killGroups } from '../../../src/unshare/limits.js';
-import { bwrapArgs, dropTo, idMap, INSTALL_CAPS, sandboxArgv } from '../../../src/unshare/sandbox.js';
+import { bwrapArgs, dropTo, idMap, INSTALL_CAPS, JOIN_FAILED, sandboxArgv } from '../../../src/unshare/sandbox.js';
 import { unshareJobId } from '../../../src/unshare/sweep.js';
 
 const spec = { idBase: 700000000, root: '/r', job: '/j', tmpBytes: 1 << 20, nonce: 'n0', procsFiles: ['/cg/a/cgroup.procs'], rlimits: ['--as=1'] };
@@ -35,6 +35,18 @@ describe('unshare sandbox', () => {
     expect(at('setpriv')).toBeLessThan(at('bwrap'));
     expect(dropTo(5)).toEqual(expect.arrayContaining(['--reuid=5', '--regid=5', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs']));
     expect(idMap(700000000)).toBe('0 700000000 65536\n');
+  });
+
+  it('a cgroup it cannot join stops it before setpriv and bwrap, with JOIN_FAILED and the group named', async () => {
+    const argv = sandboxArgv({ ...spec, procsFiles: [path.join(await dirP, 'no-such-group', 'cgroup.procs')] });
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      c.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+      c.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(r.code).toBe(JOIN_FAILED);
+    expect(r.stderr).toContain(`jobrunner: could not join the cgroup ${path.join(await dirP, 'no-such-group', 'cgroup.procs')}`);
   });
 
   it('a job keeps no capability; a deps install gets exactly INSTALL_CAPS, bounded by the same set', () => {
