@@ -6,7 +6,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Settings } from '../config.js';
 import { JrError, type ErrorCode } from '../errors.js';
@@ -119,10 +119,44 @@ export async function unpackOutput(outDir: string, from: NodeJS.ReadableStream |
   const local = typeof from === 'string';
   const tar = spawnLean('tar', ['-x', '--no-same-owner', '-C', outDir, ...(local ? ['-J', '-f', from] : ['-f', '-'])], { stdin: local ? 'ignore' : 'pipe' });
   tar.stderr.resume();
-  if (!local) await pipeline(from, tar.stdin!);
+  if (!local) {
+    try {
+      await pipeline(from, intoTar(tar.stdin!, tar.done));
+    } catch (e) {
+      tar.kill('SIGKILL');
+      const r = await tar.done;
+      // tar's own failure (a bad archive, a full disk) is the cause; otherwise the stream broke.
+      if (r.exitCode !== null && r.exitCode !== 0) throw new JrError('JR_E_PROCESS', `unpacking /job/output into ${outDir} failed (tar exit ${r.exitCode})`);
+      throw new JrError('JR_E_PROCESS', `downloading /job/output failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
   const done = await tar.done;
   if (done.exitCode !== 0) throw new JrError('JR_E_PROCESS', `unpacking /job/output into ${outDir} failed (tar exit ${done.exitCode})`);
   process.stderr.write(`extracted /job/output into ${path.join(outDir, 'output')}\n`);
+}
+
+/**
+ * Where a streamed tar goes: tar's stdin while tar reads it. GNU tar exits as soon as it has read
+ * the end-of-archive blocks, possibly before the response has ended (the server ends the stream
+ * only once it knows the whole result decoded); node then destroys the child's stdin, and piping
+ * straight into it fails with "Premature close" although tar got everything. So the rest of the
+ * stream is read to its end and dropped: tar's exit code judges what it read, and the stream's own
+ * end (not an abort) says the server finished cleanly. A tar that failed stops the download.
+ */
+function intoTar(stdin: Writable, exited: Promise<{ exitCode: number | null }>): Writable {
+  let failed: number | null | undefined; // set once tar has exited (0: it read a whole archive)
+  void exited.then((r) => { failed = r.exitCode; });
+  stdin.on('error', () => undefined); // EPIPE once tar has gone: judged by its exit code, above
+  const gone = (): boolean => stdin.destroyed || stdin.writableEnded;
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (failed !== undefined && failed !== 0) { cb(new Error(`tar exited with ${failed}`)); return; }
+      if (gone() || stdin.write(chunk)) { cb(); return; }
+      const go = (): void => { stdin.off('drain', go); stdin.off('close', go); cb(); };
+      stdin.on('drain', go); stdin.on('close', go);
+    },
+    final(cb) { if (!gone()) stdin.end(); cb(); },
+  });
 }
 
 /** Local spool: wait for the status of queue file `file` (submitted at or after `since`). */
