@@ -9,7 +9,8 @@ import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError } from '../errors.js';
 import { resultFileName, type FinalStatus, type JobStatus, type ResultForm } from '../spool/record.js';
-import { claimPaths, isJobId, RUNNING, type Lease } from '../spool/claim.js';
+import { entryExists } from '../fsutil.js';
+import { claimPaths, inputName, isJobId, RUNNING, type Lease } from '../spool/claim.js';
 import { parseSubmission } from '../spool/names.js';
 import { heartbeatOf, type Heartbeat } from './heartbeat.js';
 import { lastConsoleLine, type LogSource } from './log-tail.js';
@@ -223,11 +224,16 @@ export class JobsApi {
   private async liveJobs(): Promise<JobView[]> {
     const s = this.l.settings;
     const claimed: Array<{ lease: Lease; dir: string }> = [];
+    const moving = new Set<string>(); // queue/ names whose claim is being made: listed as claimed
     for (const id of await readdir(path.join(s.queue, RUNNING)).catch(() => [] as string[])) {
       if (!isJobId(id)) continue;
       const dir = path.join(s.queue, RUNNING, id);
       const lease = await readFile(claimPaths(dir).lease, 'utf8').then((t) => JSON.parse(t) as Lease, () => null);
-      if (lease && lease.id === id) claimed.push({ lease, dir });
+      if (!lease || lease.id !== id) continue;
+      claimed.push({ lease, dir });
+      // A claim writes its lease before it moves the file in (spool/claim.ts): until then the file
+      // is still in queue/, and listing it from there as well showed one job twice.
+      if (!lease.startedAt && !await entryExists(path.join(dir, inputName(lease.compressed)))) moving.add(lease.submitted);
     }
     const base = (id: string | null, name: string, submittedAt: string): JobView => ({
       id, name, state: 'queued', owner: id ? this.ownerOf(id) : null, status: null, submittedAt, startedAt: null, finishedAt: null,
@@ -238,7 +244,7 @@ export class JobsApi {
     const files: Array<{ view: JobView; mtime: number }> = [];
     for (const f of await readdir(s.queue).catch(() => [] as string[])) {
       const sub = parseSubmission(f);
-      if (!sub) continue;
+      if (!sub || moving.has(f)) continue;
       const st = await lstat(path.join(s.queue, f)).catch(() => null);
       if (!st) continue;
       const id = idInFileName(f);
