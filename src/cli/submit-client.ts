@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Settings } from '../config.js';
 import { JrError, type ErrorCode } from '../errors.js';
 import type { JobStatus } from '../spool/record.js';
-import { claimPaths, RUNNING, type Lease } from '../spool/claim.js';
+import { claimPaths, readLease, RUNNING } from '../spool/claim.js';
 import { spawnLean } from '../proc.js';
 import { SseDecoder } from '../sse.js';
 import { formatBytes } from '../units.js';
@@ -166,7 +166,7 @@ export async function waitLocal(s: Settings, file: string, since: Date, print: b
     for (const dir of [s.done, s.failed]) {
       for (const f of await readdir(dir).catch(() => [] as string[])) {
         if (!f.endsWith('.json') || f.startsWith('.')) continue;
-        const st = await readFile(path.join(dir, f), 'utf8').then((t) => JSON.parse(t) as JobStatus, () => null);
+        const st = await readFile(path.join(dir, f), 'utf8').then((t) => JSON.parse(t) as JobStatus | null).catch(() => null);
         if (st && st.submitted === file && Date.parse(st.finishedAt) >= since.getTime() - 1000) {
           if (print) {
             const log = await readFile(path.join(dir, `${st.publishedAs}.log`)).catch(() => Buffer.alloc(0));
@@ -180,7 +180,7 @@ export async function waitLocal(s: Settings, file: string, since: Date, print: b
       // While it runs, print what its claim's console log has grown by.
       for (const id of await readdir(path.join(s.queue, RUNNING)).catch(() => [] as string[])) {
         const dir = path.join(s.queue, RUNNING, id);
-        const lease = await readFile(claimPaths(dir).lease, 'utf8').then((t) => JSON.parse(t) as Lease, () => null);
+        const lease = await readLease(dir);
         if (lease?.submitted !== file) continue;
         const log = await readFile(claimPaths(dir).log).catch(() => Buffer.alloc(0));
         if (log.length > printed) { process.stdout.write(log.subarray(printed)); printed = log.length; }

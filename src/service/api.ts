@@ -10,7 +10,7 @@ import type { Settings } from '../config.js';
 import { JrError } from '../errors.js';
 import { resultFileName, type FinalStatus, type JobStatus, type ResultForm } from '../spool/record.js';
 import { entryExists } from '../fsutil.js';
-import { claimPaths, inputName, isJobId, RUNNING, type Lease } from '../spool/claim.js';
+import { claimPaths, inputName, isJobId, readLease, RUNNING, type Lease } from '../spool/claim.js';
 import { parseSubmission } from '../spool/names.js';
 import { heartbeatOf, type Heartbeat } from './heartbeat.js';
 import { lastConsoleLine, type LogSource } from './log-tail.js';
@@ -228,7 +228,7 @@ export class JobsApi {
     for (const id of await readdir(path.join(s.queue, RUNNING)).catch(() => [] as string[])) {
       if (!isJobId(id)) continue;
       const dir = path.join(s.queue, RUNNING, id);
-      const lease = await readFile(claimPaths(dir).lease, 'utf8').then((t) => JSON.parse(t) as Lease, () => null);
+      const lease = await readLease(dir);
       if (!lease || lease.id !== id) continue;
       claimed.push({ lease, dir });
       // A claim writes its lease before it moves the file in (spool/claim.ts): until then the file

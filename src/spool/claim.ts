@@ -56,6 +56,20 @@ export function inputName(compressed: boolean): string {
   return compressed ? 'input.img.xz' : 'input.img';
 }
 
+/**
+ * The lease in claim directory `dir`, or null when there is none or it cannot be parsed: claim()
+ * writes a fresh claim's lease in place (nothing may act on it before its barrier), so a reader
+ * that lists claims can find it empty or half-written.
+ */
+export async function readLease(dir: string): Promise<Lease | null> {
+  try {
+    const v = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8')) as unknown;
+    return v !== null && typeof v === 'object' && typeof (v as Lease).id === 'string' ? v as Lease : null;
+  } catch {
+    return null;
+  }
+}
+
 export async function writeLease(dir: string, lease: Lease): Promise<void> {
   await writeFileAtomic(claimPaths(dir).lease, JSON.stringify(lease, null, 2) + '\n');
 }
@@ -134,8 +148,7 @@ export async function listClaims(queueDir: string): Promise<StaleClaim[]> {
     // Dot-names are the service's own working directories (.held: bulk rejection), never claims.
     if (id.startsWith('.')) continue;
     const dir = path.join(root, id);
-    let lease: Lease | null = null;
-    try { lease = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8')) as Lease; } catch { lease = null; }
+    const lease = await readLease(dir);
     if (!lease) { out.push({ claim: null, dir }); continue; }
     // The lease is ours, but it sits on disk: never let a name in it steer where results go.
     lease.name = resultName(lease.name);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { JrError } from '../errors.js';
 import { lockHolder, tryLock, unlock } from '../lock.js';
 import { argvOf } from '../procfs.js';
-import { claimPaths, listClaims, RUNNING, type Lease, type StaleClaim } from './claim.js';
+import { listClaims, readLease, RUNNING, type Lease, type StaleClaim } from './claim.js';
 import { parseSubmission } from './names.js';
 import { sweepTemps } from './publish.js';
 import type { JobStatus } from './record.js';
@@ -105,7 +105,7 @@ export class Spool {
     const out: ClaimEntry[] = [];
     for (const id of await readdir(this.running).catch(() => [] as string[])) {
       const dir = path.join(this.running, id);
-      const lease = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8').catch(() => 'null')) as Lease | null;
+      const lease = await readLease(dir);
       if (lease) out.push({ id, dir, lease });
     }
     return out;
@@ -117,7 +117,7 @@ export class Spool {
     for (const dir of [this.done, this.failed]) {
       for (const f of await readdir(dir).catch(() => [] as string[])) {
         if (!f.endsWith('.json') || f.startsWith('.')) continue;
-        const status = JSON.parse(await readFile(path.join(dir, f), 'utf8').catch(() => 'null')) as JobStatus | null;
+        const status = await readFile(path.join(dir, f), 'utf8').then((t) => JSON.parse(t) as JobStatus | null).catch(() => null);
         if (status?.finishedAt) out.push({ dir, status });
       }
     }

@@ -55,4 +55,15 @@ describe('the queue listing while a claim is made', () => {
     expect(c).not.toBeNull();
     expect(await queued()).toEqual([{ id: c!.lease.id, name: 'first', position: 1 }, { id: null, name: 'second', position: 2 }]);
   });
+
+  it('skips a claim whose lease is still empty or half-written (it threw: a 500 for every upload\'s quota check)', async () => {
+    await writeFile(path.join(queue, 'a.img'), '');
+    const torn: Array<[string, string]> = [['mxaaaaaa-0000000a', ''], ['mxaaaaaa-0000000b', '{"id": "mxaa'], ['mxaaaaaa-0000000c', 'null']];
+    for (const [id, text] of torn) {
+      await mkdir(path.join(queue, '.running', id));
+      await writeFile(path.join(queue, '.running', id, 'lease.json'), text);
+    }
+    expect(await queued()).toEqual([{ id: null, name: 'a', position: 1 }]);
+    expect((await api.summary()).queued).toBe(1);
+  });
 });
