@@ -253,8 +253,15 @@ export class Uploads {
       await fh.close();
       // The record first: once the file is in queue/ it may be claimed, and the claim reads it.
       await writeFileAtomic(recFile, JSON.stringify(rec) + '\n');
-      await rename(tmp, path.join(this.queue, file));
-      await fsyncPath(this.queue);
+      const dest = path.join(this.queue, file);
+      await rename(tmp, dest);
+      await fsyncPath(this.queue).catch(async (e: unknown) => {
+        // The rename is not durable, so the upload is not acknowledged: take the file back out of
+        // queue/ (the finally below removes it and the record). If intake has claimed it already
+        // (or it cannot be moved back), it is a job now, with this record: acknowledge it rather
+        // than leave a job nobody was told about.
+        if (await rename(dest, tmp).then(() => true, () => false)) throw e;
+      });
       ok = true;
       return rec;
     } finally {
