@@ -50,8 +50,11 @@ const WRITE_BATCH = 256 * 1024;
 const BATCH_BUDGET = 8 * 1024 * 1024;
 let batched = 0; // sizes of all uploads' batches being filled or written
 
+let batchedPeak = 0;
 /** Bytes the uploads' write batches hold now (their sizes; see BATCH_BUDGET). */
 export function uploadBatchBytes(): number { return batched; }
+/** The most `uploadBatchBytes()` has been since the last call (what the budget is checked by). */
+export function uploadBatchPeak(): number { const p = batchedPeak; batchedPeak = batched; return p; }
 // The page cache holds a whole upload before anything reaches the disk (the kernel's background
 // writeback starts only at a share of RAM), so a final fsync alone writes it all after the last
 // byte arrived. A datasync every so often (never two at once) writes back while the body is still
@@ -190,6 +193,7 @@ export class Uploads {
       const nextBatch = (): void => {
         reserved = batched + LARGE_BATCH <= BATCH_BUDGET ? LARGE_BATCH : WRITE_BATCH;
         batched += reserved;
+        if (batched > batchedPeak) batchedPeak = batched;
       };
       nextBatch();
       let writing: Promise<void> = Promise.resolve();

@@ -164,16 +164,22 @@ describe('Uploads: the id travels only with the bytes the upload wrote', () => {
   it('writes bodies of many batches byte for byte, side by side, and gives their batch memory back', async () => {
     const { Readable } = await import('node:stream');
     const { randomBytes } = await import('node:crypto');
-    const { Uploads, uploadBatchBytes } = await import('../../src/service/uploads.js');
+    const { Uploads, uploadBatchBytes, uploadBatchPeak } = await import('../../src/service/uploads.js');
     const { readFile: rf, readdir: rd } = await import('node:fs/promises');
     const q = await tmp();
     const u = new Uploads(q);
     const chunks = (b: Buffer, n: number): Buffer[] => Array.from({ length: Math.ceil(b.length / n) }, (_, i) => b.subarray(i * n, (i + 1) * n));
     // Twelve at once (past the budget of large batches), 3 MiB each in socket-sized pieces.
     const bodies = Array.from({ length: 12 }, () => Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), randomBytes(3 * 1024 * 1024 + 12345)]));
+    uploadBatchPeak();
     const recs = await Promise.all(bodies.map((b, i) => u.receive(Readable.from(chunks(b, 65536)), { name: `m${i}`, owner: 'o', limits: { cap: 1 << 30, reserve: 0 }, declared: b.length, complete: () => true })));
     for (const [i, r] of recs.entries()) expect((await rf(path.join(q, r.file))).equals(bodies[i]!)).toBe(true);
     expect(uploadBatchBytes()).toBe(0);
+    // The budget held: 8 MiB of 1 MiB batches, past it 256 KiB ones (at most two per upload: one
+    // being written, one filling). Twelve uploads buffering their bodies whole would pass 36 MiB.
+    const peak = uploadBatchPeak();
+    expect(peak).toBeGreaterThan(1024 * 1024);
+    expect(peak).toBeLessThanOrEqual(8 * 1024 * 1024 + 2 * 12 * 256 * 1024);
     // Failing after several batches (over the cap, cut off): nothing left, nothing still counted.
     const b = bodies[0]!;
     await expect(u.receive(Readable.from(chunks(b, 65536)), { name: 'big', owner: 'o', limits: { cap: 2 * 1024 * 1024, reserve: 0 }, declared: null, complete: () => true })).rejects.toThrow(/passed/);
