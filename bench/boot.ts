@@ -6,6 +6,7 @@ import { AccelState, runJobVm } from '../src/job/vm-run.js';
 import { copySparse, median, scratchDir, trivialJob, ROOT } from './lib.js';
 
 const runs = Number(process.argv[2] ?? 5);
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`bench/boot: RUNS must be a positive integer, got ${process.argv[2]}`);
 const { settings } = loadSettings(['--timeout', '5m'], { HOME: '/nonexistent' });
 const base = await loadBaseImage(path.join(ROOT, 'base-image'), 'default');
 const accel = new AccelState(settings.accel);

@@ -7,7 +7,12 @@ import path from 'node:path';
 import { watch as chokidarWatch } from 'chokidar';
 import { ROOT, scratchDir } from './lib.js';
 
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const bad = process.argv.slice(2).filter((a) => !/^[1-9][0-9]*$/.test(a));
+if (bad.length > 0) {
+  process.stderr.write(`bench/intake: each argument is a number of queued files (a positive integer), got ${bad.map((a) => `'${a}'`).join(', ')}; see bench/intake --help\n`);
+  process.exit(2);
+}
+const sizes = process.argv.slice(2).map(Number);
 const MB = 1024 * 1024;
 const dir = scratchDir('intake');
 

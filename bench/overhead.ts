@@ -9,6 +9,7 @@ import type { JobStatus, StartRecord } from '../src/spool/record.js';
 import { copySparse, median, scratchDir, trivialJob, ROOT } from './lib.js';
 
 const runs = Number(process.argv[2] ?? 5);
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`bench/overhead: RUNS must be a positive integer, got ${process.argv[2]}`);
 const base = await loadBaseImage(path.join(ROOT, 'base-image'), 'default');
 const dir = scratchDir('overhead');
 const job = trivialJob(dir, 'trivial', 'echo ok', []); // mkimage defaults: content + 1 GiB free, sparse ext4
