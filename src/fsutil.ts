@@ -1,6 +1,6 @@
 // Small durable-filesystem helpers: fsync of files and directories, atomic JSON writes,
 // sparse copies. Used by the spool (claim, lease, publish).
-import { lstat, open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { run } from './proc.js';
@@ -50,6 +50,19 @@ export async function readFully(fh: FileHandle, buf: Buffer, len: number, pos: n
     got += bytesRead;
   }
   return got;
+}
+
+/**
+ * The JSON value in `file`, or null when the file is missing, unreadable or not (yet) whole JSON:
+ * for readers of records another process may be writing or may have left torn. The caller checks
+ * the value's shape.
+ */
+export async function readJson(file: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as unknown;
+  } catch {
+    return null;
+  }
 }
 
 /** True when a directory entry exists at `p` (links are not followed: a dangling link exists). */

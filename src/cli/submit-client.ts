@@ -8,6 +8,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { readJson } from '../fsutil.js';
 import type { Settings } from '../config.js';
 import { JrError, type ErrorCode } from '../errors.js';
 import type { JobStatus } from '../spool/record.js';
@@ -166,7 +167,7 @@ export async function waitLocal(s: Settings, file: string, since: Date, print: b
     for (const dir of [s.done, s.failed]) {
       for (const f of await readdir(dir).catch(() => [] as string[])) {
         if (!f.endsWith('.json') || f.startsWith('.')) continue;
-        const st = await readFile(path.join(dir, f), 'utf8').then((t) => JSON.parse(t) as JobStatus | null).catch(() => null);
+        const st = await readJson(path.join(dir, f)) as JobStatus | null;
         if (st && st.submitted === file && Date.parse(st.finishedAt) >= since.getTime() - 1000) {
           if (print) {
             const log = await readFile(path.join(dir, `${st.publishedAs}.log`)).catch(() => Buffer.alloc(0));

@@ -4,12 +4,12 @@
 // service's events): only what filters and counts need (measured: 0.25 KB a job with a short
 // name, 0.55 KB with a 200-byte one; whole records cost ~2 KB each); a job's record is read from
 // its NAME.json when it is shown (a page of a listing, one job), the most recent ones kept at hand.
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Settings } from '../config.js';
 import { JrError } from '../errors.js';
 import { resultFileName, type FinalStatus, type JobStatus, type ResultForm } from '../spool/record.js';
-import { entryExists } from '../fsutil.js';
+import { entryExists, readJson } from '../fsutil.js';
 import { claimPaths, inputName, isJobId, readLease, RUNNING, type Lease } from '../spool/claim.js';
 import { parseSubmission } from '../spool/names.js';
 import { heartbeatOf, type Heartbeat } from './heartbeat.js';
@@ -191,7 +191,7 @@ export class JobsApi {
     const done = await this.finishedJob(id, true);
     if (done) return { kind: 'final', file: path.join(done.f.dir, `${done.st.publishedAs}.log`), status: done.st };
     const dir = path.join(this.l.settings.queue, RUNNING, id);
-    if (await lstat(claimPaths(dir).lease).then(() => true, () => false)) return { kind: 'live', file: claimPaths(dir).log };
+    if (await entryExists(claimPaths(dir).lease)) return { kind: 'live', file: claimPaths(dir).log };
     // Not claimed yet (an upload waiting in queue/), or between its claim being dropped and its
     // result being indexed: an upload we know of has no log yet. Called every 100 ms by every
     // follower, so it reads nothing more (the follower gives up on an id unknown for 10 s).
@@ -271,8 +271,6 @@ export class JobsApi {
 }
 
 async function readStatus(file: string): Promise<JobStatus | null> {
-  try {
-    const st = JSON.parse(await readFile(file, 'utf8')) as JobStatus;
-    return typeof st.id === 'string' && typeof st.finishedAt === 'string' && typeof st.publishedAs === 'string' ? st : null;
-  } catch { return null; }
+  const st = await readJson(file) as JobStatus | null;
+  return st !== null && typeof st === 'object' && typeof st.id === 'string' && typeof st.finishedAt === 'string' && typeof st.publishedAs === 'string' ? st : null;
 }

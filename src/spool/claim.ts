@@ -2,9 +2,9 @@
 // by the service; the lease beside it records who runs it and how often it was tried. Start-up
 // recovery turns stale claims (a crashed service) back into runnable jobs.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { entryExists, writeFileAtomic } from '../fsutil.js';
+import { entryExists, readJson, writeFileAtomic } from '../fsutil.js';
 import { syncShared } from '../fsync-shared.js';
 import { resultName, type Submission } from './names.js';
 import type { JobState } from './record.js';
@@ -62,12 +62,8 @@ export function inputName(compressed: boolean): string {
  * that lists claims can find it empty or half-written.
  */
 export async function readLease(dir: string): Promise<Lease | null> {
-  try {
-    const v = JSON.parse(await readFile(claimPaths(dir).lease, 'utf8')) as unknown;
-    return v !== null && typeof v === 'object' && typeof (v as Lease).id === 'string' ? v as Lease : null;
-  } catch {
-    return null;
-  }
+  const v = await readJson(claimPaths(dir).lease) as Lease | null;
+  return v !== null && typeof v === 'object' && typeof v.id === 'string' ? v : null;
 }
 
 export async function writeLease(dir: string, lease: Lease): Promise<void> {

@@ -2,8 +2,9 @@
 // directories are read as streams, each entry is lstat'ed (a bounded number at once) and only the
 // few entries shown are kept, so time is one lstat per entry and memory is O(shown), however
 // large the queue or the result directories grow. Read-only: nothing is claimed or moved.
-import { opendir, readFile, lstat } from 'node:fs/promises';
+import { opendir, lstat } from 'node:fs/promises';
 import path from 'node:path';
+import { readJson } from '../fsutil.js';
 import { parseSubmission } from './names.js';
 import type { JobStatus } from './record.js';
 import type { QueuedEntry, ResultEntry } from './spool.js';
@@ -78,7 +79,7 @@ export async function recentResults(dirs: string[], shown: number): Promise<{ co
   }
   const recent: ResultEntry[] = [];
   for (const r of keep.items) {
-    const status = JSON.parse(await readFile(path.join(r.dir, r.file), 'utf8').catch(() => 'null')) as JobStatus | null;
+    const status = await readJson(path.join(r.dir, r.file)) as JobStatus | null;
     if (status?.finishedAt) recent.push({ dir: r.dir, status });
   }
   recent.sort((a, b) => b.status.finishedAt.localeCompare(a.status.finishedAt));

@@ -26,6 +26,7 @@
 import { linkSync, lstatSync, mkdirSync, renameSync, rmdirSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { lstat, readdir, readFile, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { entryExists, readJson } from '../fsutil.js';
 import { syncShared } from '../fsync-shared.js';
 import { claim, inputName, isJobId, newJobId, newJobIds, RUNNING, type Claim } from './claim.js';
 import { parseSubmission, type Submission } from './names.js';
@@ -407,8 +408,8 @@ export async function recoverHeld(o: { queue: string; failed: string }): Promise
     // A claim directory of this id without an input (a hand-back cut short between its lease and
     // its move) is dropped first; one with an input (never expected) keeps it, and this entry takes a fresh id.
     const claimDir = path.join(o.queue, RUNNING, id);
-    if (await lstat(claimDir).then(() => true, () => false)) {
-      const hasInput = (await Promise.all([inputName(false), inputName(true)].map((n) => lstat(path.join(claimDir, n)).then(() => true, () => false)))).some(Boolean);
+    if (await entryExists(claimDir)) {
+      const hasInput = (await Promise.all([inputName(false), inputName(true)].map((n) => entryExists(path.join(claimDir, n))))).some(Boolean);
       if (hasInput) id = newJobId();
       else await rm(claimDir, { recursive: true, force: true });
     }
@@ -442,13 +443,13 @@ async function evidenceByInode(failed: string, dev: number): Promise<Map<number,
 async function settleEvidence(failed: string, evidence: string[], id: string): Promise<boolean> {
   for (const f of evidence) {
     const base = f.replace(/\.img(\.xz)?$/, '');
-    const record = await readFile(path.join(failed, `${base}.json`), 'utf8').then((t) => JSON.parse(t) as { id?: unknown }, () => null);
+    const record = await readJson(path.join(failed, `${base}.json`)) as { id?: unknown } | null;
     if (record?.id === id) return true;
   }
   for (const f of evidence) {
     const base = f.replace(/\.img(\.xz)?$/, '');
     await unlink(path.join(failed, f)).catch(() => undefined);
-    const hasRecord = await lstat(path.join(failed, `${base}.json`)).then(() => true, () => false);
+    const hasRecord = await entryExists(path.join(failed, `${base}.json`));
     const log = path.join(failed, `${base}.log`);
     if (!hasRecord && (await readFile(log, 'utf8').catch(() => '')).startsWith(LOG_PREFIX)) await unlink(log).catch(() => undefined);
   }

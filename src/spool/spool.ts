@@ -2,9 +2,10 @@
 // the checks and sweeps start-up needs, and the listings `jobrunner status` and the demo read.
 // Everything that knows the spool's layout on disk is here or in claim.ts (one claim's files).
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { readJson } from '../fsutil.js';
 import { JrError } from '../errors.js';
 import { lockHolder, tryLock, unlock } from '../lock.js';
 import { argvOf } from '../procfs.js';
@@ -117,7 +118,7 @@ export class Spool {
     for (const dir of [this.done, this.failed]) {
       for (const f of await readdir(dir).catch(() => [] as string[])) {
         if (!f.endsWith('.json') || f.startsWith('.')) continue;
-        const status = await readFile(path.join(dir, f), 'utf8').then((t) => JSON.parse(t) as JobStatus | null).catch(() => null);
+        const status = await readJson(path.join(dir, f)) as JobStatus | null;
         if (status?.finishedAt) out.push({ dir, status });
       }
     }
