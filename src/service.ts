@@ -261,14 +261,7 @@ export class Service {
       }
       // A claim that never started (cut short at intake, or handed back by a bulk rejection) is
       // prescreened as at intake: junk is rejected now, not after waiting for a VM slot.
-      if (c.lease.startedAt === null) {
-        const pre = await prescreenClaim(this.s, c, this.o.version);
-        if (pre) {
-          this.tally.rejected++;
-          this.event({ type: 'finished', id: c.lease.id, name: c.lease.name, status: 'rejected', reason: pre.reason, path: pre.file });
-          continue;
-        }
-      }
+      if (c.lease.startedAt === null && await this.prescreened(c)) continue;
       // Only a run that started and was not stopped on purpose counts as an interrupted attempt.
       // A remote run is re-attached to, not run again: it is not an interrupted attempt either.
       if (c.lease.startedAt !== null && !c.lease.requeued && !c.lease.remote) c.lease.attempt += 1;
@@ -397,15 +390,18 @@ export class Service {
       this.log.warn({ file, status: rejected }, 'rejected a queue entry that is not a plain file');
       return;
     }
-    // Junk (empty, too big, no filesystem) is rejected here, without waiting for a VM slot.
-    const pre = await prescreenClaim(this.s, claimed, this.o.version);
-    if (pre) {
-      this.tally.rejected++;
-      this.event({ type: 'finished', id: claimed.lease.id, name: claimed.lease.name, status: 'rejected', reason: pre.reason, path: pre.file });
-      return;
-    }
+    if (await this.prescreened(claimed)) return;
     this.tally.scheduled++;
     this.schedule(claimed);
+  }
+
+  /** Junk (empty, too big, no filesystem) is rejected without waiting for a VM slot: true when it was. */
+  private async prescreened(c: Claim): Promise<boolean> {
+    const pre = await prescreenClaim(this.s, c, this.o.version);
+    if (!pre) return false;
+    this.tally.rejected++;
+    this.event({ type: 'finished', id: c.lease.id, name: c.lease.name, status: 'rejected', reason: pre.reason, path: pre.file });
+    return true;
   }
 
   /**
