@@ -1,6 +1,6 @@
 // The one module that reads the process table (/proc): is a pid alive, its start time (so a
 // recycled pid is not mistaken for the one we recorded), a process's argv, finding processes by
-// their command line, and which files a process holds open (fd scans).
+// their command line, a process's parent, and which files a process holds open (fd scans).
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -25,6 +25,13 @@ export async function procId(pid: number): Promise<ProcId | null> {
   const f = await statFields(pid);
   if (!f || f[0] === 'Z' || f[0] === 'X') return null;
   return { pid, start: Number(f[19]) };
+}
+
+/** The parent pid of `pid` (field 4 of /proc/PID/stat), null when it is gone. */
+export async function parentOf(pid: number): Promise<number | null> {
+  const f = await statFields(pid);
+  const ppid = f ? Number(f[1]) : NaN;
+  return Number.isInteger(ppid) ? ppid : null;
 }
 
 /** True when the process recorded as `id` is still running (same pid and same start time). */

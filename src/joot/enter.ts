@@ -1,11 +1,11 @@
 // `joot enter`: mount (shared with other sessions), automount /proc /sys /dev /dev/pts, copy host files,
 // bind the user's home, chroot, drop to the user with a clean environment, run the shell or command,
 // then leave (unmounting what nobody else uses). The command's exit code is enter's exit code.
-import { access, readdir, readFile, stat } from 'node:fs/promises';
+import { access, readdir, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { JrError, isJrError } from '../errors.js';
 import { run } from '../proc.js';
-import { procId, signal } from '../procfs.js';
+import { parentOf, procId, signal } from '../procfs.js';
 import type { JootConfig } from './config.js';
 import { readRecord } from './store.js';
 import { acquire, release } from './session.js';
@@ -35,9 +35,7 @@ async function childrenOf(pid: number): Promise<number[]> {
   const out: number[] = [];
   for (const d of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(d)) continue;
-    const s = await readFile(`/proc/${d}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
-    if (ppid === pid) out.push(Number(d));
+    if (await parentOf(Number(d)) === pid) out.push(Number(d));
   }
   return out;
 }

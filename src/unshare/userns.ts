@@ -9,9 +9,10 @@
 // bwrap must not go on with a half-set-up namespace (its --assert-userns-disabled checks only
 // that a nested unshare() fails, which an unrelated failure passes too).
 import { constants } from 'node:fs';
-import { open, readFile, readlink, stat, type FileHandle } from 'node:fs/promises';
+import { open, readlink, stat, type FileHandle } from 'node:fs/promises';
 import { JrError, messageOf } from '../errors.js';
 import { run } from '../proc.js';
+import { parentOf } from '../procfs.js';
 import { idMap, USERNS_SYSCTL } from './sandbox.js';
 
 /** setns(2)'s number where Node runs (Linux's generic table for arm64 and riscv64). */
@@ -39,15 +40,6 @@ export interface SandboxUserns {
   /** Set user.max_user_namespaces of the namespace to 0, from inside it (a root helper). */
   denyUserNamespaces(): Promise<void>;
   close(): Promise<void>;
-}
-
-/** The parent pid of `pid` (from /proc/PID/stat), null when it is gone. */
-export async function parentOf(pid: number): Promise<number | null> {
-  const t = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
-  if (t === null) return null;
-  // "PID (COMM) STATE PPID ...": COMM may hold anything, ")" too; it ends at the last ")".
-  const ppid = Number(t.slice(t.lastIndexOf(')') + 2).split(' ')[1]);
-  return Number.isInteger(ppid) ? ppid : null;
 }
 
 /**

@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from '../../../src/proc.js';
-import { openSandboxUserns, parentOf, setUpSandbox, type SetUpEnd } from '../../../src/unshare/userns.js';
+import { parentOf } from '../../../src/procfs.js';
+import { openSandboxUserns, setUpSandbox, type SetUpEnd } from '../../../src/unshare/userns.js';
 
 const dirP = mkdtemp(path.join(os.tmpdir(), 'unshare-userns-'));
 afterAll(async () => rm(await dirP, { recursive: true, force: true }));
