@@ -2,8 +2,9 @@
 // "Used" is the file's atime, which fetch and layer lookups set on every use; "size" is what a file
 // takes on disk (allocated blocks), not its apparent size: unshare layers are sparse.
 import type { Stats } from 'node:fs';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { readJson } from '../fsutil.js';
 import { debsDir } from './fetch.js';
 import { layersDir, type LayerRecord } from './layer.js';
 
@@ -39,7 +40,7 @@ export async function listCache(cacheDir: string): Promise<CacheEntry[]> {
     if (!m) continue;
     const st = await stat(path.join(ldir, f)).catch(() => null);
     if (!st) continue;
-    const rec = JSON.parse(await readFile(path.join(ldir, `${m[1]}.json`), 'utf8').catch(() => 'null')) as LayerRecord | null;
+    const rec = await readJson(path.join(ldir, `${m[1]}.json`)) as LayerRecord | null;
     out.push({ kind: 'layer', id: m[1]!, bytes: allocated(st), lastUsed: st.atime, packages: rec?.packages ?? [],
       files: [m[2]!, 'json', 'log'].map((e) => path.join(ldir, `${m[1]}.${e}`)) });
   }

@@ -10,6 +10,7 @@ import { chmod, link, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, s
 import os from 'node:os';
 import path from 'node:path';
 import { JrError } from '../errors.js';
+import { readJson } from '../fsutil.js';
 import { unlock } from '../lock.js';
 import type { BaseImage } from '../image/base.js';
 import { makeExtImage } from '../image/ext.js';
@@ -100,7 +101,7 @@ export function cachedLayer(cacheDir: string, key: string, format: LayerFormat =
 
 async function layerHit(dir: string, key: string, format: LayerFormat): Promise<Layer | null> {
   const file = layerFile(dir, key, format);
-  const record = JSON.parse(await readFile(path.join(dir, `${key}.json`), 'utf8').catch(() => 'null')) as LayerRecord | null;
+  const record = await readJson(path.join(dir, `${key}.json`)) as LayerRecord | null;
   const st = await stat(file).catch(() => null);
   if (!record || !st || st.size !== record.bytes || (st.mode & 0o222) !== 0 || (record.format ?? 'qcow2') !== format) return null;
   await utimes(file, new Date(), st.mtime).catch(() => undefined); // atime = last use (LRU)

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { readJson } from '../fsutil.js';
 import type { AptState } from './apt-state.js';
 import { resolvePackages, type ResolvedPackage } from './resolve.js';
 
@@ -16,7 +17,7 @@ export async function resolveMemo(state: AptState, packages: string[], conflicts
   const key = createHash('sha256').update(JSON.stringify([state.baseSha256, stamp, [...packages].sort(), [...conflicts].sort()])).digest('hex');
   const dir = path.join(state.dir, 'resolved');
   const file = path.join(dir, `${key}.json`);
-  const memo = JSON.parse(await readFile(file, 'utf8').catch(() => 'null')) as ResolvedPackage[] | null;
+  const memo = await readJson(file) as ResolvedPackage[] | null;
   if (Array.isArray(memo)) return memo;
   const pkgs = await resolvePackages(state, packages, conflicts);
   await mkdir(dir, { recursive: true });
